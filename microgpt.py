@@ -69,8 +69,7 @@ def tokenizer(docs):
 
 
 def encode(doc, chars, bos):
-    stoi = {ch: i for i, ch in enumerate(chars)}
-    return [bos] + [stoi[ch] for ch in doc] + [bos]
+    return [bos] + [chars.index(ch) for ch in doc] + [bos]
 
 
 # Autograd: a scalar that records its inputs and the local derivative w.r.t. each of them.
@@ -123,16 +122,18 @@ class Value:
             for child in children:
                 if child not in visited:
                     visited.add(child)
-                    stack.append((child, iter(child._children)))
-                    break
+                    if child._children:  # a leaf has nothing to pass a gradient on to
+                        stack.append((child, iter(child._children)))
+                        break
             else:
                 stack.pop()
                 topo.append(node)
         # Chain rule from the loss back: a node's grad is complete before it is passed on.
         self.grad = 1
         for node in reversed(topo):
+            grad = node.grad
             for child, local_grad in zip(node._children, node._local_grads):
-                child.grad += local_grad * node.grad
+                child.grad += local_grad * grad
 
 
 # Fused nodes, for speed: a whole sum is one node instead of a chain of additions. Its value is
