@@ -1,11 +1,7 @@
-"""
-microgpt: train a tiny GPT on a list of names and sample new ones, in pure Python.
-
+"""microgpt: train a tiny GPT on a list of names and sample new ones, in pure Python.
 A faithful reimplementation of Andrej Karpathy's microgpt (February 2026): the same algorithm,
-printing the same bytes for the same input, seed and settings. Every number is a scalar `Value`
-that remembers how it was computed, so the gradients come from the chain rule, one node at a time.
-Run it: `python microgpt.py`. Read it: top to bottom, in the order the algorithm runs.
-"""
+printing the same bytes for the same input, seed and settings. Read it top to bottom: that is
+the order in which the algorithm runs."""
 import argparse
 import math
 import os
@@ -17,17 +13,14 @@ import urllib.request
 # Dataset: one document per non-blank line of a UTF-8 text file.
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 
-
-def fail(message, code=1):
-    """Stop the program with one line on stderr: the user gets a reason, not a traceback."""
+def fail(message, code=1):  # one line on stderr: the user gets a reason, not a traceback
     print(f"microgpt: {message}", file=sys.stderr)
     sys.exit(code)
-
 
 def download(url, path):
     """Fetch url into path; a temporary file is renamed only once it is complete."""
     print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=30) as response:
             f.write(response.read())
@@ -39,7 +32,6 @@ def download(url, path):
         if os.path.exists(tmp):
             os.remove(tmp)
 
-
 def load_docs(path):
     """The documents: every line of the file, stripped of surrounding whitespace, if not blank."""
     try:
@@ -47,9 +39,7 @@ def load_docs(path):
             raw = f.read()
     except FileNotFoundError:
         fail(f"cannot read {path}: no such file")
-    except IsADirectoryError:
-        fail(f"cannot read {path}: it is a directory")
-    except OSError as e:
+    except OSError as e:  # a directory, no permission, ...
         fail(f"cannot read {path}: {(e.strerror or str(e)).lower()}")
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
@@ -61,26 +51,21 @@ def load_docs(path):
         fail(f"{path} has no documents: it is empty or has only blank lines")
     return docs
 
-
 # Tokenizer: each distinct character is a token; one extra token, BOS, marks a name's edges.
 def tokenizer(docs):
     chars = sorted(set("".join(docs)))
     return chars, len(chars)  # token k is chars[k]; BOS is the next number
 
-
 def encode(doc, chars, bos):
     return [bos] + [chars.index(ch) for ch in doc] + [bos]
-
 
 # Autograd: a scalar that records its inputs and the local derivative w.r.t. each of them.
 class Value:
     __slots__ = ("data", "grad", "_children", "_local_grads")
 
     def __init__(self, data, children=(), local_grads=()):
-        self.data = data
-        self.grad = 0
-        self._children = children
-        self._local_grads = local_grads
+        self.data, self.grad = data, 0
+        self._children, self._local_grads = children, local_grads  # for the chain rule
 
     def __add__(self, other):
         if isinstance(other, Value):
@@ -95,15 +80,12 @@ class Value:
     def __pow__(self, k):  # k is a plain number
         return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
 
-    def log(self):
-        return Value(math.log(self.data), (self,), (1 / self.data,))
+    def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
+    def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
 
     def exp(self):
         e = math.exp(self.data)
-        return Value(e, (self,), (e,))
-
-    def relu(self):
-        return Value(max(0, self.data), (self,), (float(self.data > 0),))
+        return Value(e, (self,), (e,))  # exp is its own derivative
 
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
@@ -135,7 +117,6 @@ class Value:
             for child, local_grad in zip(node._children, node._local_grads):
                 child.grad += local_grad * grad
 
-
 # Fused nodes, for speed: a whole sum is one node instead of a chain of additions. Its value is
 # the same running sum from 0, and its children come in the order the chain would visit them,
 # so the backward pass adds the same numbers into each gradient in the same order.
@@ -145,7 +126,6 @@ def vsum(terms):
         data += t.data
     return Value(data, tuple(terms), (1,) * len(terms))
 
-
 def dot(a, b):  # sum(a[i] * b[i]): d/da[i] = b[i], d/db[i] = a[i]
     data = 0
     children, local_grads = [], []
@@ -154,7 +134,6 @@ def dot(a, b):  # sum(a[i] * b[i]): d/da[i] = b[i], d/db[i] = a[i]
         children += (x, y)
         local_grads += (y.data, x.data)
     return Value(data, children, local_grads)
-
 
 # Parameters: every weight drawn from N(0, 0.08), matrix by matrix, row by row.
 def init_params(vocab_size, cfg):
@@ -169,28 +148,23 @@ def init_params(vocab_size, cfg):
             state[f"layer{i}.{name}"] = matrix(*shape)
     return state
 
-
 def all_params(state):
     return [p for mat in state.values() for row in mat for p in row]
-
 
 # Model: the building blocks, then the GPT itself, one position at a time.
 def linear(x, w):  # [n_in] -> [n_out], no bias
     return [dot(row, x) for row in w]
 
-
 def softmax(logits):
     m = max(v.data for v in logits)  # a plain number: shifting by it avoids overflow in exp
     exps = [(v - m).exp() for v in logits]
-    total = vsum(exps)
+    total = vsum(exps)  # one node: every probability divides by the same sum
     return [e / total for e in exps]
-
 
 def rmsnorm(x):
     ms = dot(x, x) / len(x)
     scale = (ms + 1e-5) ** -0.5
     return [xi * scale for xi in x]
-
 
 def gpt(token, pos, keys, values, state, cfg):
     """Logits for the token after `token` at `pos`; keys/values cache the earlier positions."""
@@ -221,7 +195,6 @@ def gpt(token, pos, keys, values, state, cfg):
         x = [a + b for a, b in zip(x, r)]
     return linear(x, state["lm_head"])  # [n_embd] -> [vocab_size]
 
-
 # Training: the mean cross-entropy of one document, its gradient, then one Adam update.
 def doc_loss(tokens, state, cfg):
     n = min(cfg.block_size, len(tokens) - 1)
@@ -231,7 +204,6 @@ def doc_loss(tokens, state, cfg):
         probs = softmax(gpt(tokens[pos], pos, keys, values, state, cfg))
         losses.append(-probs[tokens[pos + 1]].log())
     return (1 / n) * vsum(losses)
-
 
 def adam_update(params, m, v, step, cfg, beta1=0.85, beta2=0.99, eps=1e-8):
     lr_t = cfg.learning_rate * (1 - step / cfg.num_steps)  # decays linearly to 0
@@ -244,13 +216,11 @@ def adam_update(params, m, v, step, cfg, beta1=0.85, beta2=0.99, eps=1e-8):
         p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps)
         p.grad = 0
 
-
 def train_step(tokens, step, state, params, m, v, cfg):
     loss = doc_loss(tokens, state, cfg)
     loss.backward()
     adam_update(params, m, v, step, cfg)
     return loss.data
-
 
 # Sampling: start from BOS and draw one token at a time until BOS comes back.
 def sample(state, cfg, chars, bos):
@@ -265,7 +235,6 @@ def sample(state, cfg, chars, bos):
         text.append(chars[token])
     return "".join(text)
 
-
 # Command line: one flag per setting; the defaults are the reference's.
 def number(kind, low, inclusive=True):
     def parse(text):
@@ -278,34 +247,27 @@ def number(kind, low, inclusive=True):
         return x
     return parse
 
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="microgpt", description="Train a tiny GPT on names "
-                                "and sample new ones, in pure Python.")
+    p = argparse.ArgumentParser(prog="microgpt", description="Train a tiny GPT on a list of "
+                                "names and sample new ones, in pure Python.")
     p.add_argument("--input", metavar="FILE", help="training text, one document per line "
                    "(default: input.txt, downloaded from makemore if missing)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument("--n-layer", type=number(int, 1), default=1,
-                   help="number of transformer layers (default: 1)")
-    p.add_argument("--n-embd", type=number(int, 1), default=16,
-                   help="width of the embeddings (default: 16)")
-    p.add_argument("--n-head", type=number(int, 1), default=4,
-                   help="attention heads; must divide --n-embd (default: 4)")
-    p.add_argument("--block-size", type=number(int, 1), default=16,
-                   help="longest context in tokens; longer documents are cut (default: 16)")
-    p.add_argument("--num-steps", type=number(int, 0), default=1000,
-                   help="training steps, one document each (default: 1000)")
-    p.add_argument("--learning-rate", type=number(float, 0), default=0.01,
-                   help="Adam's initial learning rate, decayed linearly to 0 (default: 0.01)")
-    p.add_argument("--temperature", type=number(float, 0, inclusive=False), default=0.5,
-                   help="sampling temperature, > 0; lower is more conservative (default: 0.5)")
-    p.add_argument("--num-samples", type=number(int, 0), default=20,
-                   help="names to sample after training (default: 20)")
+    for flag, parse, default, meaning in [
+            ("--seed", int, 42, "random seed"),
+            ("--n-layer", number(int, 1), 1, "number of transformer layers"),
+            ("--n-embd", number(int, 1), 16, "width of the embeddings"),
+            ("--n-head", number(int, 1), 4, "attention heads; must divide --n-embd"),
+            ("--block-size", number(int, 1), 16, "longest context; longer documents are cut"),
+            ("--num-steps", number(int, 0), 1000, "training steps, one document each"),
+            ("--learning-rate", number(float, 0), 0.01, "Adam's learning rate, decayed to 0"),
+            ("--temperature", number(float, 0, inclusive=False), 0.5,
+             "sampling temperature, > 0: lower is more conservative"),
+            ("--num-samples", number(int, 0), 20, "names to sample after training")]:
+        p.add_argument(flag, type=parse, default=default, help=f"{meaning} (default: {default})")
     cfg = p.parse_args(argv)
     if cfg.n_embd % cfg.n_head:
         p.error(f"--n-embd ({cfg.n_embd}) must be divisible by --n-head ({cfg.n_head})")
     return cfg
-
 
 def main(argv=None):
     cfg = parse_args(argv)
@@ -340,7 +302,6 @@ def main(argv=None):
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
-
 
 if __name__ == "__main__":
     main()
