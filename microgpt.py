@@ -117,9 +117,8 @@ class Value:
             for child, local_grad in zip(node._children, node._local_grads):
                 child.grad += local_grad * grad
 
-# Fused nodes, for speed: a whole sum is one node instead of a chain of additions. Its value is
-# the same running sum from 0, and its children come in the order the chain would visit them,
-# so the backward pass adds the same numbers into each gradient in the same order.
+# Fused nodes, for speed: one node for a whole sum instead of a chain of additions. Same running
+# sum from 0, children in the chain's visiting order: backward adds the same numbers, same order.
 def vsum(terms):
     data = 0
     for t in terms:
@@ -148,8 +147,7 @@ def init_params(vocab_size, cfg):
             state[f"layer{i}.{name}"] = matrix(*shape)
     return state
 
-def all_params(state):
-    return [p for mat in state.values() for row in mat for p in row]
+def all_params(state): return [p for mat in state.values() for row in mat for p in row]
 
 # Model: the building blocks, then the GPT itself, one position at a time.
 def linear(x, w):  # [n_in] -> [n_out], no bias
@@ -238,13 +236,12 @@ def sample(state, cfg, chars, bos):
 # Command line: one flag per setting; the defaults are the reference's.
 def number(kind, low, inclusive=True):
     def parse(text):
-        try:
-            x = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
-        if not math.isfinite(x) or x < low or (x == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}: {text}")
+        x = kind(text)  # a ValueError becomes argparse's "invalid int value: 'x'"
+        if not (math.isfinite(x) and (x >= low if inclusive else x > low)):
+            op = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"must be a finite number {op} {low}, not {text}")
         return x
+    parse.__name__ = kind.__name__
     return parse
 
 def parse_args(argv=None):
@@ -260,8 +257,7 @@ def parse_args(argv=None):
             ("--block-size", number(int, 1), 16, "longest context; longer documents are cut"),
             ("--num-steps", number(int, 0), 1000, "training steps, one document each"),
             ("--learning-rate", number(float, 0), 0.01, "Adam's learning rate, decayed to 0"),
-            ("--temperature", number(float, 0, inclusive=False), 0.5,
-             "sampling temperature, > 0: lower is more conservative"),
+            ("--temperature", number(float, 0, False), 0.5, "sampling temperature; lower: safer"),
             ("--num-samples", number(int, 0), 20, "names to sample after training")]:
         p.add_argument(flag, type=parse, default=default, help=f"{meaning} (default: {default})")
     cfg = p.parse_args(argv)
