@@ -1,7 +1,6 @@
 """microgpt: train a tiny GPT on a list of names and sample new ones, in pure Python.
-A faithful reimplementation of Andrej Karpathy's microgpt (February 2026): the same algorithm,
-printing the same bytes for the same input, seed and settings. Read it top to bottom: that is
-the order in which the algorithm runs."""
+A faithful reimplementation of Andrej Karpathy's microgpt (February 2026): same algorithm, same
+bytes printed for the same input, seed and settings. Read it top to bottom, in run order."""
 import argparse
 import math
 import os
@@ -77,9 +76,7 @@ class Value:
             return Value(self.data * other.data, (self, other), (other.data, self.data))
         return Value(self.data * other, (self,), (other,))
 
-    def __pow__(self, k):  # k is a plain number
-        return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
-
+    def __pow__(self, k): return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
     def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
 
@@ -181,8 +178,7 @@ def gpt(token, pos, keys, values, state, cfg):
             hs = slice(h * head_dim, (h + 1) * head_dim)
             scores = [dot(q[hs], k[hs]) / head_dim ** 0.5 for k in keys[i]]
             weights = softmax(scores)  # [positions so far]
-            for j in range(hs.start, hs.stop):
-                heads.append(dot(weights, [v[j] for v in values[i]]))
+            heads += [dot(weights, [v[j] for v in values[i]]) for j in range(hs.start, hs.stop)]
         x = linear(heads, state[f"layer{i}.attn_wo"])
         x = [a + b for a, b in zip(x, r)]
         # MLP: widen 4x, relu, narrow back
