@@ -7,7 +7,6 @@ import os
 import random
 import sys
 import tempfile
-import urllib.request
 
 # Dataset: one document per non-blank line of a UTF-8 text file.
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
@@ -18,6 +17,7 @@ def fail(message, code=1):  # one line on stderr: the user gets a reason, not a 
 
 def download(url, path):
     """Fetch url into path; a temporary file is renamed only once it is complete."""
+    import urllib.request  # here, not at the top: it is big (~7 MB) and most runs never need it
     print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
     try:
@@ -99,11 +99,10 @@ class Value:
         while stack:
             node, children = stack[-1]
             for child in children:
-                if child not in visited:
+                if child._children and child not in visited:  # leaves pass nothing on: skip them
                     visited.add(child)
-                    if child._children:  # a leaf has nothing to pass a gradient on to
-                        stack.append((child, iter(child._children)))
-                        break
+                    stack.append((child, iter(child._children)))
+                    break
             else:
                 stack.pop()
                 topo.append(node)
@@ -127,8 +126,10 @@ def dot(a, b):  # sum(a[i] * b[i]): d/da[i] = b[i], d/db[i] = a[i]
     children, local_grads = [], []
     for x, y in zip(a, b):
         data += x.data * y.data
-        children += (x, y)
-        local_grads += (y.data, x.data)
+        children.append(x)
+        children.append(y)
+        local_grads.append(y.data)
+        local_grads.append(x.data)
     return Value(data, children, local_grads)
 
 # Parameters: every weight drawn from N(0, 0.08), matrix by matrix, row by row.
