@@ -242,11 +242,10 @@ def number(kind, low, inclusive=True):
     return parse
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="microgpt", description="Train a tiny GPT on a list of "
-                                "names and sample new ones, in pure Python.")
-    p.add_argument("--input", metavar="FILE", help="training text, one document per line "
-                   "(default: input.txt, downloaded from makemore if missing)")
+    p = argparse.ArgumentParser("microgpt", description="Train a tiny GPT, then sample from it.")
     for flag, parse, default, meaning in [
+            ("--input", str, "input.txt", "training text, one document per line; input.txt is "
+             "downloaded if missing"),
             ("--seed", int, 42, "random seed"),
             ("--n-layer", number(int, 1), 1, "number of transformer layers"),
             ("--n-embd", number(int, 1), 16, "width of the embeddings"),
@@ -262,15 +261,14 @@ def parse_args(argv=None):
         p.error(f"--n-embd ({cfg.n_embd}) must be divisible by --n-head ({cfg.n_head})")
     return cfg
 
+# Main: the whole run, in the order of the sections above.
 def main(argv=None):
     cfg = parse_args(argv)
     where = "while loading"
     try:
         random.seed(cfg.seed)
-        if cfg.input is None:
-            cfg.input = "input.txt"
-            if not os.path.exists(cfg.input):
-                download(NAMES_URL, cfg.input)
+        if cfg.input == "input.txt" and not os.path.exists(cfg.input):
+            download(NAMES_URL, cfg.input)  # the default input: makemore's names, as the reference
         docs = load_docs(cfg.input)
         random.shuffle(docs)
         print(f"num docs: {len(docs)}")
