@@ -1,0 +1,67 @@
+"""README.md says true things: its flag table is `--help`, its reading guide is the file's
+sections, its output excerpt is the reference's, and CI runs its test command."""
+import argparse
+import os
+import re
+
+import microgpt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read(*parts):
+    with open(os.path.join(REPO, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def flag_help(monkeypatch):
+    """{flag: (default, meaning)} as the real parser is given them (--help prints these)."""
+    captured, add_argument = {}, argparse.ArgumentParser.add_argument
+
+    def recording(parser, *names, **kwargs):
+        if names[0] != "-h":
+            meaning = kwargs["help"].rsplit(" (default: ", 1)[0]
+            captured[names[0]] = (str(kwargs["default"]), meaning)
+        return add_argument(parser, *names, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
+    microgpt.parse_args([])
+    return captured
+
+
+def test_flag_table_matches_help(monkeypatch):
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| `([^`]*)` \| (.+?) \|$", read("README.md"), re.M)
+    table = {flag: (default, meaning) for flag, default, meaning in rows}
+    real = flag_help(monkeypatch)
+    assert set(table) == set(real), f"README flags {sorted(table)} != --help flags {sorted(real)}"
+    for flag in real:
+        assert table[flag] == real[flag], f"{flag}: README says {table[flag]}, --help {real[flag]}"
+
+
+def test_reading_guide_matches_sections():
+    lines = read("microgpt.py").split("\n")[:-1]  # the file ends with a newline
+    starts = [i + 1 for i, line in enumerate(lines) if re.match(r"# [A-Z][A-Za-z ]*[:,]", line)]
+    ends = [s - 1 for s in starts[1:]] + [len(lines)]
+    sections = [(s, e, re.match(r"# ([A-Za-z ]+)", lines[s - 1]).group(1))
+                for s, e in zip(starts, ends)]
+    rows = re.findall(r"^\| (\d+)–(\d+) \| ([A-Za-z ]+) \|", read("README.md"), re.M)
+    guide = [(int(s), int(e), name) for s, e, name in rows]
+    assert guide == sections, f"README reading guide {guide}\n!= microgpt.py sections {sections}"
+
+
+def test_output_excerpt_is_the_reference_output():
+    readme = read("README.md")
+    excerpt = readme.split("## Quick start", 1)[1].split("```")[3].strip("\n").split("\n")
+    with open(os.path.join(REPO, "tests", "golden", "default.out"), "rb") as f:
+        golden = f.read().decode("utf-8").replace("\r", "\n").split("\n")
+    shown = [line for line in excerpt if line != "..."]
+    missing = [line for line in shown if line not in golden]
+    assert not missing, f"README excerpt lines not in the reference output: {missing}"
+    assert len(shown) >= 10, f"the excerpt is too short to mean anything: {shown}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = read("README.md")
+    command = re.search(r"python -m pip install pytest && (python -m pytest)", readme).group(1)
+    ci = read(".ci", "run").split("\n")
+    assert command in ci, f"README's test command {command!r} is not a line of .ci/run"
