@@ -6,7 +6,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 
 # Dataset: one document per non-blank line of a UTF-8 text file.
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
@@ -16,12 +15,12 @@ def fail(message, code=1):  # one line on stderr: the user gets a reason, not a 
     sys.exit(code)
 
 def download(url, path):
-    """Fetch url into path; a temporary file is renamed only once it is complete."""
+    """Fetch url into path; the file gets its name only once it is complete."""
     import urllib.request  # here, not at the top: it is big (~7 MB) and most runs never need it
     print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
+    tmp = path + ".part"
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
             f.write(response.read())
         os.replace(tmp, path)
     except OSError as e:  # urllib's errors are OSErrors too
