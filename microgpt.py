@@ -113,7 +113,8 @@ class Value:
                 child.grad += local_grad * grad
 
 # Fused nodes, for speed: one node for a whole sum instead of a chain of additions. Same running
-# sum from 0, children in the chain's visiting order: backward adds the same numbers, same order.
+# sum from 0, children in the chain's visiting order; and no later term here reuses an earlier
+# term's input, so backward adds the same numbers in the same order (tests/test_model.py).
 def vsum(terms):
     data = 0
     for t in terms:

@@ -1,0 +1,47 @@
+"""The run prints what the reference prints, byte for byte (SPEC sections 7 and 9).
+
+tests/golden/NAME.args holds the flags of a run and NAME.out the exact bytes the reference
+program printed for them with the repository's input.txt (copied from shared/golden/)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(REPO, "tests", "golden")
+
+
+def lines(data):
+    """Split after every \\n or \\r, keeping them: the step lines end in \\r, not \\n."""
+    return re.findall(rb"[^\r\n]*(?:\r|\n|$)", data)[:-1] or [data]
+
+
+def first_difference(expected, got):
+    exp_lines, got_lines = lines(expected), lines(got)
+    for i, (e, g) in enumerate(zip(exp_lines, got_lines)):
+        if e != g:
+            return f"line {i + 1}: expected {e!r}, got {g!r}"
+    i = min(len(exp_lines), len(got_lines))
+    e = exp_lines[i] if i < len(exp_lines) else b"(end of output)"
+    g = got_lines[i] if i < len(got_lines) else b"(end of output)"
+    return f"line {i + 1}: expected {e!r}, got {g!r}"
+
+
+@pytest.mark.parametrize("name", ["short", "config"])
+def test_run_prints_the_reference_bytes(name, tmp_path):
+    with open(os.path.join(GOLDEN, f"{name}.args")) as f:
+        args = f.read().split()
+    with open(os.path.join(GOLDEN, f"{name}.out"), "rb") as f:
+        expected = f.read()
+    shutil.copy(os.path.join(REPO, "input.txt"), tmp_path / "input.txt")  # no download
+    run = subprocess.run([sys.executable, os.path.join(REPO, "microgpt.py"), *args],
+                         cwd=tmp_path, capture_output=True, timeout=120)
+    assert run.returncode == 0, (
+        f"{name} ({' '.join(args)}): exit status expected 0, got {run.returncode}; "
+        f"stderr: {run.stderr.decode(errors='replace')}")
+    assert run.stdout == expected, (
+        f"{name} ({' '.join(args)}): stdout differs from tests/golden/{name}.out at "
+        f"{first_difference(expected, run.stdout)}")
