@@ -16,14 +16,14 @@ def fail(message, code=1):  # one line on stderr: the user gets a reason, not a 
 
 def download(url, path):
     """Fetch url into path; the file gets its name only once it is complete."""
-    import urllib.request  # here, not at the top: it is big (~7 MB) and most runs never need it
+    import http.client, urllib.request  # not at the top: big (~7 MB), most runs never need them
     print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
     tmp = path + ".part"
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
             f.write(response.read())
         os.replace(tmp, path)
-    except OSError as e:  # urllib's errors are OSErrors too
+    except (OSError, http.client.HTTPException) as e:  # refused, 404, cut off midway, ...
         fail(f"cannot download {url} ({getattr(e, 'reason', e)}): "
              f"pass --input FILE, or put an input.txt here")
     finally:
@@ -231,11 +231,10 @@ def sample(state, cfg, chars, bos):
     return "".join(text)
 
 # Command line: one flag per setting; the defaults are the reference's.
-def number(kind, low, inclusive=True):
+def number(kind, low, op=">="):  # a parser for numbers that are finite and op low
     def parse(text):
         x = kind(text)  # a ValueError becomes argparse's "invalid int value: 'x'"
-        if not (math.isfinite(x) and (x >= low if inclusive else x > low)):
-            op = ">=" if inclusive else ">"
+        if not (math.isfinite(x) and (x > low or (x == low and op == ">="))):
             raise argparse.ArgumentTypeError(f"must be a finite number {op} {low}, not {text}")
         return x
     parse.__name__ = kind.__name__
@@ -253,7 +252,7 @@ def parse_args(argv=None):
             ("--block-size", number(int, 1), 16, "longest context; longer documents are cut"),
             ("--num-steps", number(int, 0), 1000, "training steps, one document each"),
             ("--learning-rate", number(float, 0), 0.01, "Adam's learning rate, decayed to 0"),
-            ("--temperature", number(float, 0, False), 0.5, "sampling temperature; lower: safer"),
+            ("--temperature", number(float, 0, ">"), 0.5, "sampling temperature; lower: safer"),
             ("--num-samples", number(int, 0), 20, "names to sample after training")]:
         p.add_argument(flag, type=parse, default=default, help=f"{meaning} (default: {default})")
     cfg = p.parse_args(argv)
@@ -290,6 +289,9 @@ def main(argv=None):
         sys.stdout.flush()
     except KeyboardInterrupt:
         fail(f"interrupted {where}", 130)
+    except (ValueError, OverflowError) as e:  # e.g. log(0): a too large step blew the numbers up
+        fix = "larger --temperature" if where == "during sampling" else "smaller --learning-rate"
+        fail(f"numbers out of range {where} ({e.args[-1]}): try a {fix}")
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

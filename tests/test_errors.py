@@ -1,0 +1,496 @@
+"""Error handling: what microgpt does with bad, odd or hostile input.
+
+The claims: every bad input or setting ends in one clear `microgpt: ...` line on stderr (or
+argparse's usage message) and a nonzero exit, never a traceback; a download is tried only for
+the default input.txt and never leaves a partial file; odd but valid text (\\r\\n, a BOM, spaces,
+non-ASCII) trains on exactly the documents a plain file gives; Ctrl-C and a closed stdout pipe
+stop the program quietly. No test touches the real network: downloads go to 127.0.0.1.
+"""
+import contextlib
+import errno
+import http.server
+import os
+import random
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import microgpt  # the real file, not a copy (conftest.py puts the repository on sys.path)
+
+SCRIPT = Path(__file__).resolve().parent.parent / "microgpt.py"
+
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia",
+         "liam", "noah", "william", "james", "oliver", "benjamin", "elijah", "lucas"]
+PLAIN_TEXT = "".join(f"{name}\n" for name in NAMES)
+FAST = ["--num-steps", "2", "--num-samples", "2"]
+TINY_MODEL = ["--n-embd", "4", "--n-head", "1", "--block-size", "8"]  # ~1 ms a step
+
+
+# Helpers -----------------------------------------------------------------------------------------
+
+def closed_port():
+    """A localhost port nobody listens on: bind one, note it, let it go."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def no_real_network(monkeypatch):
+    """Any download a test does not expect goes to a closed local port, never to the internet."""
+    monkeypatch.setattr(microgpt, "NAMES_URL", f"http://127.0.0.1:{closed_port()}/unexpected")
+    monkeypatch.setenv("no_proxy", "*")  # 127.0.0.1 must not be sent to a proxy
+
+
+@contextlib.contextmanager
+def http_server(status, body=b"", length=None):
+    """A local HTTP server answering every GET with `status` and `body`; yields (url, paths).
+    `length`, if given, is the Content-Length it promises instead: more than it sends cuts the
+    transfer off midway."""
+    paths = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            paths.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/names.txt", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def run_main(capsys, argv):
+    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
+    try:
+        microgpt.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_script(args, cwd):
+    """microgpt.py as a real process: the CompletedProcess, stdout/stderr as bytes."""
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+
+
+def write(path, data):
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def assert_one_error_line(code, out, err, expected_code=1):
+    """The error contract: the given exit code, nothing on stdout, one `microgpt:` line."""
+    evidence = f"exit {code}, stdout {out!r}, stderr {err!r}"
+    assert code == expected_code, evidence
+    assert out == "", evidence
+    assert "Traceback" not in err, evidence
+    assert len(err.splitlines()) == 1 and err.startswith("microgpt: "), evidence
+    return err.rstrip("\n")
+
+
+def flags_id(value):
+    return " ".join(value) if isinstance(value, list) else None  # test ids read as flags
+
+
+def sample_texts(out):
+    return re.findall(r"^sample +\d+: (.*)$", out, flags=re.M)
+
+
+# The input file: missing, not downloadable, unreadable, not text, empty -------------------------
+
+@pytest.mark.parametrize("name", ["missing.txt", "elsewhere/input.txt"])
+def test_missing_input_flag_file_is_one_line_and_never_downloads(name, tmp_path, monkeypatch,
+                                                                  capsys):
+    # Only input.txt in the current folder, the default, is ever downloaded.
+    monkeypatch.chdir(tmp_path)
+    with http_server(200, PLAIN_TEXT.encode()) as (url, requests):
+        monkeypatch.setattr(microgpt, "NAMES_URL", url)
+        code, out, err = run_main(capsys, ["--input", name, *FAST])
+    line = assert_one_error_line(code, out, err)
+    assert line == f"microgpt: cannot read {name}: no such file", line
+    assert requests == [], f"a download was attempted: {requests}"
+    assert os.listdir(tmp_path) == [], os.listdir(tmp_path)
+
+
+def failing_url(kind, stack):
+    if kind == "closed port":
+        return f"http://127.0.0.1:{closed_port()}/names.txt", None
+    if kind == "404":
+        return stack.enter_context(http_server(404, b"not here"))
+    body = PLAIN_TEXT.encode()  # "cut off": the connection closes after half the promised bytes
+    return stack.enter_context(http_server(200, body, length=2 * len(body)))
+
+
+@pytest.mark.parametrize("kind", ["closed port", "404", "cut off"])
+def test_failed_download_is_one_line_with_the_way_out_and_leaves_no_file(kind, tmp_path,
+                                                                         monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with contextlib.ExitStack() as stack:
+        url, requests = failing_url(kind, stack)
+        monkeypatch.setattr(microgpt, "NAMES_URL", url)
+        code, out, err = run_main(capsys, FAST)
+    evidence = f"exit {code}, stdout {out!r}, stderr {err!r}"
+    assert code == 1 and out == "" and "Traceback" not in err, evidence
+    assert all(line.startswith("microgpt: ") for line in err.splitlines()), evidence
+    failures = [line for line in err.splitlines() if "download" in line and "cannot" in line]
+    assert len(failures) == 1 and err.splitlines()[-1] == failures[0], evidence
+    assert url in failures[0] and "--input" in failures[0] and "input.txt" in failures[0], evidence
+    assert os.listdir(tmp_path) == [], f"left behind: {os.listdir(tmp_path)}"
+    if requests is not None:
+        assert requests == ["/names.txt"], requests
+
+
+def test_download_of_default_input_writes_exact_bytes_and_notes_on_stderr(tmp_path, monkeypatch,
+                                                                          capsys):
+    body = PLAIN_TEXT.replace("\n", "\r\n").encode()  # exact bytes, not re-encoded text
+    (tmp_path / "dl").mkdir()
+    monkeypatch.chdir(tmp_path / "dl")
+    with http_server(200, body) as (url, requests):
+        monkeypatch.setattr(microgpt, "NAMES_URL", url)
+        code, out, err = run_main(capsys, FAST)
+        assert code == 0, f"exit {code}, stderr {err!r}"
+        again = run_main(capsys, FAST)  # input.txt is there now: no second download
+    assert requests == ["/names.txt"], requests
+    assert os.listdir(tmp_path / "dl") == ["input.txt"], os.listdir(tmp_path / "dl")
+    assert (tmp_path / "dl" / "input.txt").read_bytes() == body
+    assert url in err and "Traceback" not in err, err
+    assert "download" not in out and url not in out, out
+    reference = write(tmp_path / "names.txt", body)
+    assert run_main(capsys, ["--input", str(reference), *FAST])[1] == out == again[1]
+
+
+def test_directory_as_input_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    line = assert_one_error_line(*run_main(capsys, ["--input", "data", *FAST]))
+    assert line.startswith("microgpt: cannot read data: ") and "directory" in line, line
+
+
+def test_unreadable_input_is_one_line(tmp_path, monkeypatch, capsys):
+    # We run as root, where chmod 000 does not stop reading: make open() refuse this one path.
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path / "secret.txt", PLAIN_TEXT)
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):
+        if os.path.abspath(file) == str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(microgpt, "open", refusing_open, raising=False)
+    line = assert_one_error_line(*run_main(capsys, ["--input", "secret.txt", *FAST]))
+    assert line == "microgpt: cannot read secret.txt: permission denied", line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
+def test_unreadable_input_by_permissions_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "secret.txt", PLAIN_TEXT).chmod(0)
+    line = assert_one_error_line(*run_main(capsys, ["--input", "secret.txt", *FAST]))
+    assert line == "microgpt: cannot read secret.txt: permission denied", line
+
+
+@pytest.mark.parametrize("before, bad, after", [
+    (b"anna\nbob\n", b"\xff", b"carl\n"),                          # a byte that is never UTF-8
+    (b"\xef\xbb\xbfzo\xc3\xab\n", b"\xe9", b"mile\n"),              # Latin-1 after a BOM and ë
+    (PLAIN_TEXT.encode(), b"\xc3", b""),                            # cut in the middle of a char
+    ("민준\n".encode(), b"\xed\xa0\x80", b"\n"),                    # a UTF-16 surrogate
+], ids=["0xff", "latin1-after-bom", "truncated", "surrogate"])
+def test_invalid_utf8_names_the_byte_offset(before, bad, after, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "bad.txt", before + bad + after)
+    line = assert_one_error_line(*run_main(capsys, ["--input", "bad.txt", *FAST]))
+    # The offset counts bytes from the start of the file, from 0: the number of good bytes.
+    assert line == f"microgpt: cannot read bad.txt: not valid UTF-8 at byte {len(before)}", line
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n\n", b"  \n\t\n\r\n \r\n", b"\xef\xbb\xbf\n  \n"],
+                         ids=["empty", "newlines", "whitespace", "bom-only"])
+def test_input_without_documents_is_one_line(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "blank.txt", data)
+    line = assert_one_error_line(*run_main(capsys, ["--input", "blank.txt", *FAST]))
+    assert "blank.txt" in line and "empty" in line, line
+
+
+# Odd but valid text: the same documents, so the same run -----------------------------------------
+
+SAME_DOCS = {
+    "crlf": PLAIN_TEXT.replace("\n", "\r\n"),
+    "cr": PLAIN_TEXT.replace("\n", "\r"),  # old Mac endings: open() splits lines there too
+    "bom": "\ufeff" + PLAIN_TEXT,
+    "bom-crlf": "\ufeff" + PLAIN_TEXT.replace("\n", "\r\n"),
+    "spaces": "".join(f"  {name} \t\n" for name in NAMES),
+    "blank-lines": "\n \n" + PLAIN_TEXT.replace("\n", "\n\t\n"),
+    "no-final-newline": PLAIN_TEXT.rstrip("\n"),
+}
+
+
+@pytest.mark.parametrize("variant", SAME_DOCS)
+def test_line_endings_bom_and_spaces_give_the_plain_files_run(variant, tmp_path, capsys):
+    plain = write(tmp_path / "plain.txt", PLAIN_TEXT)
+    odd = write(tmp_path / f"{variant}.txt", SAME_DOCS[variant])
+    docs = microgpt.load_docs(str(odd))
+    assert docs == NAMES, docs
+    assert microgpt.tokenizer(docs) == microgpt.tokenizer(NAMES)  # no "\ufeff", "\r", " " token
+    code, out, err = run_main(capsys, ["--input", str(odd), *FAST])
+    assert code == 0, f"exit {code}, stderr {err!r}"
+    expected = run_main(capsys, ["--input", str(plain), *FAST])[1]
+    assert out == expected, f"{variant}:\n{out!r}\nplain:\n{expected!r}"
+
+
+def test_non_ascii_names_train_on_their_own_characters(tmp_path, capsys):
+    names = ["민준", "서연", "하은", "josé", "zoë", "ångström", "émile", "łucja", "søren"]
+    text = "\ufeff" + "".join(f" {name} \r\n" for name in names)  # BOM, spaces, \r\n too
+    path = write(tmp_path / "intl.txt", text)
+    docs = microgpt.load_docs(str(path))
+    assert docs == names, docs
+    chars, bos = microgpt.tokenizer(docs)
+    assert chars == sorted(set("".join(names))) and bos == len(chars), chars
+    code, out, err = run_main(capsys, ["--input", str(path), "--num-steps", "5",
+                                       "--num-samples", "8", "--temperature", "2"])
+    assert code == 0, f"exit {code}, stderr {err!r}"
+    assert f"num docs: {len(names)}\nvocab size: {bos + 1}\n" in out, out
+    samples = sample_texts(out)
+    assert len(samples) == 8, out
+    strangers = {ch for text in samples for ch in text} - set(chars)
+    assert not strangers, f"characters outside the vocabulary {strangers} in {samples}"
+
+
+# Document lengths: longer than block_size, a single document, a single character ---------------
+
+def test_long_document_trains_on_its_first_block_size_positions(monkeypatch):
+    cfg = microgpt.parse_args(["--block-size", "4", "--n-embd", "8", "--n-head", "2"])
+    chars = list("abcdefghij")
+    bos = len(chars)
+    random.seed(0)
+    state = microgpt.init_params(bos + 1, cfg)
+    params = microgpt.all_params(state)
+    positions, real_gpt = [], microgpt.gpt
+
+    def recording_gpt(token, pos, *rest):
+        positions.append(pos)
+        return real_gpt(token, pos, *rest)
+
+    monkeypatch.setattr(microgpt, "gpt", recording_gpt)
+
+    def loss_and_grads(tokens):
+        loss = microgpt.doc_loss(tokens, state, cfg)
+        loss.backward()
+        grads = [p.grad for p in params]
+        for p in params:
+            p.grad = 0
+        return loss.data, grads
+
+    tokens = microgpt.encode("abcdefghij" * 3, chars, bos)  # 32 tokens for 4 positions
+    long_loss, long_grads = loss_and_grads(tokens)
+    cut_loss, cut_grads = loss_and_grads(tokens[:cfg.block_size + 1])
+    assert long_loss == cut_loss, f"loss {long_loss!r} != {cut_loss!r} on the cut document"
+    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(long_grads, cut_grads)) if a != b]
+    assert not diffs, f"{len(diffs)} gradients differ, first (index, long, cut): {diffs[:3]}"
+    assert positions == [0, 1, 2, 3] * 2, positions
+    # Sampling stops at block_size tokens even if BOS never comes: draw token 0 every time.
+    positions.clear()
+    monkeypatch.setattr(microgpt.random, "choices", lambda population, weights: [0])
+    assert microgpt.sample(state, cfg, chars, bos) == "a" * cfg.block_size
+    assert positions == [0, 1, 2, 3], positions
+
+
+@pytest.mark.parametrize("text, extra", [
+    ("emma\n", []),
+    ("a\n", []),
+    ("a\n", ["--block-size", "1"]),
+    ("a\nbb\nabcdefghijklmnopqrstuvwxyz\n", ["--block-size", "4"]),
+], ids=["single-document", "one-character", "one-character-block-1", "longer-than-block"])
+def test_tiny_and_long_documents_run(text, extra, tmp_path, capsys):
+    path = write(tmp_path / "docs.txt", text)
+    code, out, err = run_main(capsys, ["--input", str(path), "--num-steps", "3",
+                                       "--num-samples", "3", *extra])
+    assert code == 0, f"exit {code}, stderr {err!r}"
+    docs = text.split()
+    assert out.startswith(f"num docs: {len(docs)}\n"), out
+    assert "step    3 /    3 | loss " in out, out
+    samples = sample_texts(out)
+    assert len(samples) == 3 and set("".join(samples)) <= set("".join(docs)), samples
+    block_size = int(extra[1]) if extra else 16
+    assert all(len(s) <= block_size for s in samples), samples
+
+
+# Settings: invalid ones are usage errors; extreme valid ones run --------------------------------
+
+INVALID_SETTINGS = [
+    ["--n-embd", "10", "--n-head", "4"], ["--n-embd", "16", "--n-head", "32"],
+    ["--n-layer", "0"], ["--n-layer", "-1"], ["--n-embd", "0"], ["--n-head", "0"],
+    ["--block-size", "0"], ["--num-steps", "-1"], ["--num-samples", "-1"],
+    ["--temperature", "0"], ["--temperature", "-0.5"], ["--temperature", "nan"],
+    ["--temperature", "inf"], ["--temperature", "-inf"],
+    ["--learning-rate", "-0.01"], ["--learning-rate", "nan"], ["--learning-rate", "inf"],
+    ["--seed", "abc"], ["--n-layer", "1.5"], ["--temperature", "x"], ["--num-steps", ""],
+]
+
+
+@pytest.mark.parametrize("args", INVALID_SETTINGS, ids=flags_id)
+def test_invalid_setting_is_a_usage_error(args, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no input.txt: if the settings were accepted, this would show
+    code, out, err = run_main(capsys, args)
+    evidence = f"{args}: exit {code}, stdout {out!r}, stderr {err!r}"
+    assert code == 2 and out == "", evidence
+    assert err.startswith("usage: ") and "Traceback" not in err, evidence
+    assert args[0] in err, evidence  # the message names the flag at fault
+
+
+def test_invalid_setting_exits_2_as_a_process_without_traceback(tmp_path):
+    result = run_script(["--n-embd", "10", "--n-head", "4"], cwd=tmp_path)
+    evidence = f"exit {result.returncode}, stderr {result.stderr!r}"
+    assert result.returncode == 2 and result.stdout == b"", evidence
+    assert result.stderr.startswith(b"usage: ") and b"Traceback" not in result.stderr, evidence
+    assert b"divisible" in result.stderr, evidence
+
+
+@pytest.mark.parametrize("args, steps, samples", [
+    (["--num-steps", "0"], 0, 2),
+    (["--num-samples", "0"], 2, 0),
+    (["--num-steps", "0", "--num-samples", "0"], 0, 0),
+    (["--learning-rate", "0"], 2, 2),
+    (["--n-layer", "1", "--n-embd", "1", "--n-head", "1", "--block-size", "1"], 2, 2),
+], ids=flags_id)
+def test_boundary_settings_are_valid_and_run(args, steps, samples, tmp_path, capsys):
+    path = write(tmp_path / "names.txt", PLAIN_TEXT)
+    code, out, err = run_main(capsys, ["--input", str(path), *FAST, *args])
+    assert code == 0, f"exit {code}, stderr {err!r}"
+    assert len(re.findall(r"step +\d+ / +\d+ \| loss \d", out)) == steps, out
+    assert "\n--- inference (new, hallucinated names) ---\n" in out, out
+    assert len(sample_texts(out)) == samples, out
+
+
+def test_deep_and_long_settings_run_without_recursion_error(tmp_path, capsys):
+    # 8 layers x 64 positions makes a deep graph; a narrow model keeps it under a second.
+    path = write(tmp_path / "long.txt", "abcdefghij" * 10 + "\n" + "klmnopqrst" * 8 + "\n")
+    code, out, err = run_main(capsys, ["--input", str(path), "--n-layer", "8", "--block-size",
+                                       "64", "--n-embd", "4", "--n-head", "1",
+                                       "--num-steps", "1", "--num-samples", "1"])
+    assert code == 0, f"exit {code}, stderr {err!r}"
+    assert "step    1 /    1 | loss " in out and len(sample_texts(out)) == 1, out
+
+
+@pytest.mark.parametrize("args, where, advice", [
+    # Adam with learning rate 1 on the shipped names drives a probability to 0 at step 2: log(0)
+    (["--input", str(SCRIPT.parent / "input.txt"), "--learning-rate", "1", "--num-steps", "50"],
+     "at step ", "--learning-rate"),
+    # 1e-320 ** -1 overflows a float when sampling divides the logits by the temperature
+    (["--temperature", "1e-320", "--num-steps", "1"], "during sampling", "--temperature"),
+], ids=["learning rate 1", "temperature 1e-320"])
+def test_numbers_blowing_up_is_one_line(args, where, advice, tmp_path, capsys):
+    path = write(tmp_path / "names.txt", PLAIN_TEXT)
+    code, out, err = run_main(capsys, ["--input", str(path), "--num-samples", "1", *args])
+    evidence = f"exit {code}, stderr {err!r}"
+    assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, evidence
+    assert err.startswith(f"microgpt: numbers out of range {where}") and advice in err, evidence
+
+
+# Ctrl-C and a closed stdout: real processes, real signals, real pipes --------------------------
+
+def interrupt_when_printed(marker, args, tmp_path):
+    """Run microgpt unbuffered, send SIGINT once `marker` is on stdout: (code, stdout, stderr)."""
+    names = write(tmp_path / "names.txt", PLAIN_TEXT)
+    # A shell's background job ignores SIGINT, and Python then leaves it ignored: undo that.
+    proc = subprocess.Popen([sys.executable, "-u", str(SCRIPT), "--input", str(names), *args],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen, deadline = b"", time.monotonic() + 60
+        while marker not in seen and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1)[0]:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+        assert marker in seen, f"no {marker!r} on stdout: {seen[-300:]!r}"
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, seen + rest, err.decode()
+
+
+def test_ctrl_c_during_training_names_the_step_and_exits_130(tmp_path):
+    code, out, err = interrupt_when_printed(b"step", ["--num-steps", "100000"], tmp_path)
+    evidence = f"exit {code}, stderr {err!r}, stdout ends {out[-200:]!r}"
+    assert code == 130, evidence
+    match = re.fullmatch(r"microgpt: interrupted at step ([1-9][0-9]*)\n", err)
+    assert match, evidence
+    printed = max(int(s) for s in re.findall(rb"step +(\d+) /", out))
+    # The step being worked on: the last one printed, or the one after it.
+    assert printed <= int(match[1]) <= printed + 1, evidence
+
+
+def test_ctrl_c_during_sampling_exits_130(tmp_path):
+    code, out, err = interrupt_when_printed(
+        b"sample", ["--num-steps", "0", "--num-samples", "100000"], tmp_path)
+    evidence = f"exit {code}, stderr {err!r}, stdout ends {out[-200:]!r}"
+    assert code == 130 and err == "microgpt: interrupted during sampling\n", evidence
+
+
+def python_command(buffering):
+    """The interpreter with stdout buffered as a user's would be, whatever this shell sets."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return [sys.executable, *(["-u"] if buffering == "unbuffered" else [])], env
+
+
+@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+def test_output_into_a_pipe_closed_by_head_exits_quietly(buffering, tmp_path):
+    # Long output: head leaves after 3 lines, long before the run ends; a later write fails.
+    names = write(tmp_path / "names.txt", PLAIN_TEXT)
+    python, env = python_command(buffering)
+    pipeline = 'set -o pipefail; "$@" | head -3'
+    result = subprocess.run(["bash", "-c", pipeline, "bash", *python, str(SCRIPT), "--input",
+                             str(names), *TINY_MODEL, "--num-steps", "100000"], cwd=tmp_path,
+                            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    evidence = f"exit {result.returncode}, stderr {result.stderr!r}"
+    assert result.stderr == b"" and result.returncode == 141, evidence
+    assert result.stdout.startswith(b"num docs: 16\nvocab size: ") and \
+        result.stdout.count(b"\n") == 3, result.stdout
+
+
+@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+def test_output_into_a_closed_pipe_exits_quietly(buffering, tmp_path):
+    # Short output, reader gone before the program writes anything. Buffered, the whole output
+    # waits for the final flush, so that is where the write fails; unbuffered, the first print.
+    names = write(tmp_path / "names.txt", PLAIN_TEXT)
+    python, env = python_command(buffering)
+    proc = subprocess.Popen([*python, str(SCRIPT), "--input", str(names), *FAST], cwd=tmp_path,
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdout.close()
+        err = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert err == b"" and code == 141, f"exit {code}, stderr {err!r}"
