@@ -50,3 +50,24 @@ def test_run_prints_the_reference_bytes(name, interpreter, tmp_path):
     assert run.stdout == expected, (
         f"{name} ({' '.join(args)}) under {interpreter}: stdout differs from tests/golden/{name}.out at "
         f"{first_difference(expected, run.stdout)}")
+
+
+# SPEC §10: with makemore's names.txt as input, the reference prints the blog post's names.
+# That file is not part of the project (it is what the default run downloads), so this check
+# runs only where the shared data folder sits beside the repository, as it does in CI.
+MAKEMORE = os.path.join(REPO, "..", "shared", "data", "makemore-names.txt")
+BLOG_NAMES = ("kamon ann karai jaire vialan karia yeran anna areli kaina konna keylen liole "
+              "alerin earan lenne kana lara alela anton").split()
+
+
+@pytest.mark.skipif(not os.path.exists(MAKEMORE), reason="../shared/data is not beside the repo")
+def test_makemore_names_give_the_blog_posts_names_and_loss(tmp_path):
+    python = shutil.which("pypy3") or sys.executable  # same bytes either way (above), PyPy faster
+    run = subprocess.run([python, os.path.join(REPO, "microgpt.py"), "--input", MAKEMORE],
+                         cwd=tmp_path, capture_output=True, timeout=300)
+    out = run.stdout.decode()
+    last_loss = re.findall(r"step 1000 / 1000 \| loss (\d+\.\d{4})\r", out)
+    names = re.findall(r"^sample +\d+: (.*)$", out, flags=re.M)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr.decode(errors='replace')}"
+    assert last_loss == ["2.6497"], f"last loss: expected ['2.6497'], got {last_loss}"
+    assert names == BLOG_NAMES, f"samples: expected {BLOG_NAMES}, got {names}"
