@@ -14,8 +14,7 @@ def fail(message, code=1):  # one line on stderr: the user gets a reason, not a 
     print(f"microgpt: {message}", file=sys.stderr)
     sys.exit(code)
 
-def download(url, path):
-    """Fetch url into path; the file gets its name only once it is complete."""
+def download(url, path):  # the file gets its name only once it is complete
     import http.client, urllib.request  # not at the top: big (~7 MB), most runs never need them
     print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
     tmp = path + ".part"
@@ -30,8 +29,7 @@ def download(url, path):
         if os.path.exists(tmp):
             os.remove(tmp)
 
-def load_docs(path):
-    """The documents: every line of the file, stripped of surrounding whitespace, if not blank."""
+def load_docs(path):  # every line of the file, stripped of surrounding whitespace, if not blank
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -289,6 +287,8 @@ def main(argv=None):
         sys.stdout.flush()
     except KeyboardInterrupt:
         fail(f"interrupted {where}", 130)
+    except UnicodeEncodeError as e:  # a ValueError too, but not about the numbers
+        fail(f"{e.encoding} output cannot show {e.object[e.start]!r}: set PYTHONIOENCODING=utf-8")
     except (ValueError, OverflowError) as e:  # e.g. log(0): a too large step blew the numbers up
         fix = "larger --temperature" if where == "during sampling" else "smaller --learning-rate"
         fail(f"numbers out of range {where} ({e.args[-1]}): try a {fix}")

@@ -494,3 +494,17 @@ def test_output_into_a_closed_pipe_exits_quietly(buffering, tmp_path):
         proc.kill()
         proc.wait()
     assert err == b"" and code == 141, f"exit {code}, stderr {err!r}"
+
+
+def test_unprintable_sample_is_one_line_about_the_encoding_not_the_numbers(tmp_path):
+    # A UnicodeEncodeError is a ValueError; it must not be reported as numbers out of range.
+    path = write(tmp_path / "hangul.txt", "민준\n서연\n하은\n")
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--input", str(path), *FAST],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=120)
+    err = result.stderr.decode()
+    evidence = f"exit {result.returncode}, stderr {err!r}"
+    assert result.returncode == 1 and len(err.splitlines()) == 1, evidence
+    assert err.startswith("microgpt: ascii output cannot show ") and "PYTHONIOENCODING" in err, (
+        evidence)
