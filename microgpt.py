@@ -1,86 +1,35 @@
-"""microgpt: train a tiny GPT on a list of names and sample new ones, in pure Python.
-A faithful reimplementation of Andrej Karpathy's microgpt (February 2026): same algorithm, same
-bytes printed for the same input, seed and settings. Read it top to bottom, in run order."""
-import argparse
-import math
-import os
-import random
-import sys
+"""microgpt: Andrej Karpathy's microgpt (February 2026), faithfully: same algorithm, same output.
+Read it beside his blog post: the sections follow the post; main(), at the end, runs them."""
+import math, random
 
-# Dataset: one document per non-blank line of a UTF-8 text file.
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
+# Dataset: the documents to learn from. Here each line of the input file is one name ("emma").
+input_path = "input.txt"  # if it is missing, makemore's list of names is downloaded into it
+seed = 42  # one random stream drives it all: the shuffle (in main), the first weights, samples
+def load_docs(path):  # the non-blank lines, stripped; a byte-order mark is not part of a name
+    with open(path, encoding="utf-8") as f:  # text mode: lines may also end in \r\n or \r
+        return [d.strip() for d in f.read().removeprefix("\ufeff").split("\n") if d.strip()]
 
-def fail(message, code=1):  # one line on stderr: the user gets a reason, not a traceback
-    print(f"microgpt: {message}", file=sys.stderr)
-    sys.exit(code)
+# Tokenizer: each character in the dataset is a token, plus one more: BOS, beginning of sequence.
+def vocabulary(docs): return sorted(set("".join(docs)))  # uchars: a char's token id is its index
 
-def download(url, path):  # the file gets its name only once it is complete
-    import http.client, urllib.request  # not at the top: big (~7 MB), most runs never need them
-    print(f"microgpt: {path} not found, downloading {url}", file=sys.stderr)
-    tmp = path + ".part"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
-            f.write(response.read())
-        os.replace(tmp, path)
-    except (OSError, http.client.HTTPException) as e:  # refused, 404, cut off midway, ...
-        fail(f"cannot download {url} ({getattr(e, 'reason', e)}): "
-             f"pass --input FILE, or put an input.txt here")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-def load_docs(path):  # every line of the file, stripped of surrounding whitespace, if not blank
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        fail(f"cannot read {path}: no such file")
-    except OSError as e:  # a directory, no permission, ...
-        fail(f"cannot read {path}: {(e.strerror or str(e)).lower()}")
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
-    except UnicodeDecodeError as e:
-        fail(f"cannot read {path}: not valid UTF-8 at byte {e.start}")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # as open() splits lines
-    docs = [line.strip() for line in lines if line.strip()]
-    if not docs:
-        fail(f"{path} has no documents: it is empty or has only blank lines")
-    return docs
-
-# Tokenizer: each distinct character is a token; one extra token, BOS, marks a name's edges.
-def tokenizer(docs):
-    chars = sorted(set("".join(docs)))
-    return chars, len(chars)  # token k is chars[k]; BOS is the next number
-
-def encode(doc, chars, bos):
-    return [bos] + [chars.index(ch) for ch in doc] + [bos]
-
-# Autograd: a scalar that records its inputs and the local derivative w.r.t. each of them.
+# Autograd: a Value is a number that remembers how it was computed, so the chain rule can run back.
 class Value:
-    __slots__ = ("data", "grad", "_children", "_local_grads")
-
+    __slots__ = ("data", "grad", "_children", "_local_grads")  # less memory, faster
     def __init__(self, data, children=(), local_grads=()):
-        self.data, self.grad = data, 0
-        self._children, self._local_grads = children, local_grads  # for the chain rule
-
-    def __add__(self, other):
-        if isinstance(other, Value):
-            return Value(self.data + other.data, (self, other), (1, 1))
-        return Value(self.data + other, (self,), (1,))  # a plain number is a constant, no node
-
+        self.data = data                 # the number itself, set by the forward pass
+        self.grad = 0                    # d loss / d this number, set by backward()
+        self._children = children        # the Values this one was computed from
+        self._local_grads = local_grads  # d this / d each child, computed now, in the forward pass
+    def __add__(self, other):  # a plain number is a constant: no node for it, no gradient to it
+        if not isinstance(other, Value): return Value(self.data + other, (self,), (1,))
+        return Value(self.data + other.data, (self, other), (1, 1))
     def __mul__(self, other):
-        if isinstance(other, Value):
-            return Value(self.data * other.data, (self, other), (other.data, self.data))
-        return Value(self.data * other, (self,), (other,))
-
+        if not isinstance(other, Value): return Value(self.data * other, (self,), (other,))
+        return Value(self.data * other.data, (self, other), (other.data, self.data))
     def __pow__(self, k): return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
+    def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
     def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
-
-    def exp(self):
-        e = math.exp(self.data)
-        return Value(e, (self,), (e,))  # exp is its own derivative
-
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
     def __sub__(self, other): return self + (-other)
@@ -88,213 +37,252 @@ class Value:
     def __rmul__(self, other): return self * other
     def __truediv__(self, other): return self * other ** -1
     def __rtruediv__(self, other): return other * self ** -1
-
     def backward(self):
-        # Order the graph so that every node comes after its children: a depth-first post-order,
-        # walked with a stack instead of recursion so that a graph of any depth works.
-        topo, visited, stack = [], {self}, [(self, iter(self._children))]
+        # micrograd's build_topo (children first), with a stack: no recursion depth limit
+        topo, visited, stack = [], set(), [(self, False)]
         while stack:
-            node, children = stack[-1]
-            for child in children:
-                if child._children and child not in visited:  # leaves pass nothing on: skip them
-                    visited.add(child)
-                    stack.append((child, iter(child._children)))
-                    break
-            else:
-                stack.pop()
-                topo.append(node)
-        # Chain rule from the loss back: a node's grad is complete before it is passed on.
+            v, children_done = stack.pop()
+            if children_done:
+                topo.append(v)
+            elif v not in visited:
+                visited.add(v)
+                stack.append((v, True))  # come back to v once its children are in topo
+                for child in reversed(v._children):  # first child on top: recursion's order
+                    if child._children and child not in visited:  # a leaf passes nothing on
+                        stack.append((child, False))
+        # The chain rule from the loss back: a node's turn comes after every node that uses it
         self.grad = 1
-        for node in reversed(topo):
-            grad = node.grad
-            for child, local_grad in zip(node._children, node._local_grads):
-                child.grad += local_grad * grad
+        for v in reversed(topo):
+            for child, local_grad in zip(v._children, v._local_grads):
+                child.grad += local_grad * v.grad
 
-# Fused nodes, for speed: one node for a whole sum instead of a chain of additions. Same running
-# sum from 0, children in the chain's visiting order; and no later term here reuses an earlier
-# term's input, so backward adds the same numbers in the same order (tests/test_model.py).
-def vsum(terms):
-    data = 0
-    for t in terms:
-        data += t.data
-    return Value(data, tuple(terms), (1,) * len(terms))
+# Parameters: the model's knowledge, random at first; these settings decide how much there is.
+n_layer = 1      # transformer blocks, one after the other
+n_embd = 16      # how many numbers stand for a token at a position: the model's width
+n_head = 4       # attention heads; each reads its own n_embd // n_head of those numbers
+block_size = 16  # the longest context, in tokens: BOS + input.txt's longest name (15 letters)
+def init_params(vocab_size):  # state_dict: every weight matrix by name, as a list of rows
+    matrix = lambda n_out, n_in: [[Value(random.gauss(0, 0.08)) for _ in range(n_in)]
+                                  for _ in range(n_out)]  # small: all tokens start about equal
+    state_dict = {"wte": matrix(vocab_size, n_embd),      # one row per token
+                  "wpe": matrix(block_size, n_embd),      # one row per position
+                  "lm_head": matrix(vocab_size, n_embd)}  # from n_embd back to one per token
+    for li in range(n_layer):
+        state_dict[f"layer{li}.attn_wq"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{li}.attn_wk"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{li}.attn_wv"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{li}.attn_wo"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{li}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
+        state_dict[f"layer{li}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
+    return state_dict
+def parameters(state_dict): return [p for mat in state_dict.values() for row in mat for p in row]
 
-def dot(a, b):  # sum(a[i] * b[i]): d/da[i] = b[i], d/db[i] = a[i]
-    data = 0
-    children, local_grads = [], []
-    for x, y in zip(a, b):
-        data += x.data * y.data
-        children.append(x)
-        children.append(y)
-        local_grads.append(y.data)
-        local_grads.append(x.data)
+# Model: GPT-2 (but RMSNorm, no biases, ReLU): a token and its position in, logits (scores) out.
+# sum() of n products makes 2n nodes; dot and vsum make one, much faster, and change no bit: the
+# same additions in the same order, and the x1 links they skip change nothing (tests/test_model).
+def dot(a, b):  # sum(ai * bi for ai, bi in zip(a, b)), as one node
+    data, children, local_grads = 0, [], []
+    for ai, bi in zip(a, b):
+        data += ai.data * bi.data
+        children.append(ai)
+        children.append(bi)
+        local_grads.append(bi.data)
+        local_grads.append(ai.data)
     return Value(data, children, local_grads)
-
-# Parameters: every weight drawn from N(0, 0.08), matrix by matrix, row by row.
-def init_params(vocab_size, cfg):
-    def matrix(n_out, n_in):
-        return [[Value(random.gauss(0, 0.08)) for _ in range(n_in)] for _ in range(n_out)]
-    e = cfg.n_embd
-    state = {"wte": matrix(vocab_size, e), "wpe": matrix(cfg.block_size, e),
-             "lm_head": matrix(vocab_size, e)}
-    for i in range(cfg.n_layer):
-        for name, shape in [("attn_wq", (e, e)), ("attn_wk", (e, e)), ("attn_wv", (e, e)),
-                            ("attn_wo", (e, e)), ("mlp_fc1", (4 * e, e)), ("mlp_fc2", (e, 4 * e))]:
-            state[f"layer{i}.{name}"] = matrix(*shape)
-    return state
-
-def all_params(state): return [p for mat in state.values() for row in mat for p in row]
-
-# Model: the building blocks, then the GPT itself, one position at a time.
-def linear(x, w):  # [n_in] -> [n_out], no bias
-    return [dot(row, x) for row in w]
-
-def softmax(logits):
-    m = max(v.data for v in logits)  # a plain number: shifting by it avoids overflow in exp
-    exps = [(v - m).exp() for v in logits]
-    total = vsum(exps)  # one node: every probability divides by the same sum
+def vsum(terms):  # sum(terms), as one node
+    return Value(sum(t.data for t in terms), terms, [1] * len(terms))
+def linear(x, w):  # [n_in] -> [n_out]: one dot product per row of w
+    return [dot(w_row, x) for w_row in w]
+def softmax(logits):  # scores -> probabilities: positive, adding up to 1
+    # Minus the max: e^-max cancels in the division, and every exp is <= 1, so none can overflow
+    max_val = max(val.data for val in logits)
+    exps = [(val - max_val).exp() for val in logits]
+    total = vsum(exps)
     return [e / total for e in exps]
-
-def rmsnorm(x):
+def rmsnorm(x):  # rescale x so that the mean of its squares is 1
     ms = dot(x, x) / len(x)
-    scale = (ms + 1e-5) ** -0.5
+    scale = (ms + 1e-5) ** -0.5  # the 1e-5 keeps an all-zero x from dividing by 0
     return [xi * scale for xi in x]
-
-def gpt(token, pos, keys, values, state, cfg):
-    """Logits for the token after `token` at `pos`; keys/values cache the earlier positions."""
-    head_dim = cfg.n_embd // cfg.n_head
-    x = [t + p for t, p in zip(state["wte"][token], state["wpe"][pos])]
-    x = rmsnorm(x)  # not redundant: the residual stream starts from a normalized vector
-    for i in range(cfg.n_layer):
-        # Attention: each head mixes the values of all positions so far, weighted by q . k
-        r = x
+def gpt(token_id, pos_id, keys, values, state_dict):  # keys, values: the KV cache, per layer
+    head_dim = n_embd // n_head
+    tok_emb = state_dict["wte"][token_id]  # what the token is
+    pos_emb = state_dict["wpe"][pos_id]    # where it is
+    x = [t + p for t, p in zip(tok_emb, pos_emb)]
+    x = rmsnorm(x)  # not redundant: x_residual below keeps this x, and no other rmsnorm touches it
+    for li in range(n_layer):
+        # 1) Attention: this position gathers information from every position so far
+        x_residual = x
         x = rmsnorm(x)
-        q = linear(x, state[f"layer{i}.attn_wq"])
-        keys[i].append(linear(x, state[f"layer{i}.attn_wk"]))
-        values[i].append(linear(x, state[f"layer{i}.attn_wv"]))
-        heads = []
-        for h in range(cfg.n_head):
-            hs = slice(h * head_dim, (h + 1) * head_dim)
-            scores = [dot(q[hs], k[hs]) / head_dim ** 0.5 for k in keys[i]]
-            weights = softmax(scores)  # [positions so far]
-            heads += [dot(weights, [v[j] for v in values[i]]) for j in range(hs.start, hs.stop)]
-        x = linear(heads, state[f"layer{i}.attn_wo"])
-        x = [a + b for a, b in zip(x, r)]
-        # MLP: widen 4x, relu, narrow back
-        r = x
+        q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
+        k = linear(x, state_dict[f"layer{li}.attn_wk"])  # what it can be found by
+        v = linear(x, state_dict[f"layer{li}.attn_wv"])  # what it hands over when found
+        keys[li].append(k)  # KV cache, in training too: as Values, later losses train earlier k, v
+        values[li].append(v)
+        x_attn = []
+        for h in range(n_head):  # each head attends with its own slice of q, k and v
+            hs = h * head_dim
+            q_h = q[hs:hs + head_dim]
+            k_h = [k_t[hs:hs + head_dim] for k_t in keys[li]]  # [positions so far][head_dim]
+            v_h = [v_t[hs:hs + head_dim] for v_t in values[li]]
+            # / sqrt(head_dim): q . k sums head_dim terms; big logits make softmax all-or-nothing
+            attn_logits = [dot(q_h, k_h_t) / head_dim ** 0.5 for k_h_t in k_h]
+            attn_weights = softmax(attn_logits)  # how much to take from each position
+            head_out = [dot(attn_weights, [v_h_t[j] for v_h_t in v_h]) for j in range(head_dim)]
+            x_attn.extend(head_out)  # head_out: the v's, averaged with attn_weights
+        x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # mix the heads back together
+        x = [a + b for a, b in zip(x, x_residual)]  # residual: the block adds to x, not replaces
+        # 2) MLP: each position on its own, widened 4x, through ReLU, and narrowed back
+        x_residual = x
         x = rmsnorm(x)
-        x = [xi.relu() for xi in linear(x, state[f"layer{i}.mlp_fc1"])]
-        x = linear(x, state[f"layer{i}.mlp_fc2"])
-        x = [a + b for a, b in zip(x, r)]
-    return linear(x, state["lm_head"])  # [n_embd] -> [vocab_size]
+        x = linear(x, state_dict[f"layer{li}.mlp_fc1"])
+        x = [xi.relu() for xi in x]
+        x = linear(x, state_dict[f"layer{li}.mlp_fc2"])
+        x = [a + b for a, b in zip(x, x_residual)]
+    return linear(x, state_dict["lm_head"])  # the logits: [n_embd] -> [vocab_size]
 
-# Training: the mean cross-entropy of one document, its gradient, then one Adam update.
-def doc_loss(tokens, state, cfg):
-    n = min(cfg.block_size, len(tokens) - 1)
-    keys, values = [[] for _ in range(cfg.n_layer)], [[] for _ in range(cfg.n_layer)]
-    losses = []
-    for pos in range(n):
-        probs = softmax(gpt(tokens[pos], pos, keys, values, state, cfg))
-        losses.append(-probs[tokens[pos + 1]].log())
-    return (1 / n) * vsum(losses)
+# Training: at each step, nudge every parameter a little, so that one name becomes likelier.
+num_steps = 1000       # training steps, one document each
+learning_rate = 0.01   # Adam's step size at the first step; it falls linearly toward 0
+beta1, beta2, eps_adam = 0.85, 0.99, 1e-8  # how slowly m and v forget (1: never); eps: no / 0
+def train(docs, uchars, state_dict):
+    params, BOS = parameters(state_dict), len(uchars)
+    m = [0.0] * len(params)  # first moment: a running mean of each parameter's gradient
+    v = [0.0] * len(params)  # second moment: a running mean of its square
+    for step in range(num_steps):
+        # Take one document and tokenize it, with BOS on both sides: predicting from the first
+        # BOS teaches how names begin, and predicting the last one teaches where they end
+        doc = docs[step % len(docs)]
+        tokens = [BOS] + [uchars.index(ch) for ch in doc] + [BOS]
+        n = min(block_size, len(tokens) - 1)  # positions to predict; a longer name is cut
 
-def adam_update(params, m, v, step, cfg, beta1=0.85, beta2=0.99, eps=1e-8):
-    lr_t = cfg.learning_rate * (1 - step / cfg.num_steps)  # decays linearly to 0
-    bias1, bias2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)  # the same for every p
-    for i, p in enumerate(params):
-        m[i] = beta1 * m[i] + (1 - beta1) * p.grad
-        v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-        m_hat = m[i] / bias1
-        v_hat = v[i] / bias2
-        p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps)
-        p.grad = 0
+        # Forward: predict every next token, with a fresh KV cache, building the graph to the loss
+        keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+        losses = []
+        for pos_id in range(n):
+            token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
+            logits = gpt(token_id, pos_id, keys, values, state_dict)
+            probs = softmax(logits)
+            loss_t = -probs[target_id].log()  # 0 when the model was sure of the right token
+            losses.append(loss_t)
+        loss = (1 / n) * vsum(losses)  # the mean: long names weigh no more than short ones
+        if not math.isfinite(loss.data): raise FloatingPointError(f"the loss is {loss.data}")
 
-def train_step(tokens, step, state, params, m, v, cfg):
-    loss = doc_loss(tokens, state, cfg)
-    loss.backward()
-    adam_update(params, m, v, step, cfg)
-    return loss.data
+        loss.backward()  # Backward: the gradient of the loss with respect to every parameter
+        # Adam: step each parameter by its gradient's running mean over its typical size (sqrt v),
+        # so each moves ~lr_t. m, v start at 0, too small early: / (1 - beta**(step + 1)) undoes it
+        lr_t = learning_rate * (1 - step / num_steps)
+        for i, p in enumerate(params):
+            m[i] = beta1 * m[i] + (1 - beta1) * p.grad
+            v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
+            m_hat = m[i] / (1 - beta1 ** (step + 1))
+            v_hat = v[i] / (1 - beta2 ** (step + 1))
+            p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
+            p.grad = 0
+        print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
 
-# Sampling: start from BOS and draw one token at a time until BOS comes back.
-def sample(state, cfg, chars, bos):
-    keys, values = [[] for _ in range(cfg.n_layer)], [[] for _ in range(cfg.n_layer)]
-    token, text = bos, []
-    for pos in range(cfg.block_size):
-        logits = gpt(token, pos, keys, values, state, cfg)
-        probs = softmax([logit / cfg.temperature for logit in logits])  # < 1: more confident
-        token = random.choices(range(bos + 1), weights=[p.data for p in probs])[0]
-        if token == bos:
-            break
-        text.append(chars[token])
-    return "".join(text)
+# Inference: the trained model makes up new names, one token at a time, until it says BOS.
+temperature = 0.5  # divides the logits: < 1 favours likely letters (safer), > 1 evens odds out
+num_samples = 20   # how many names to make up
+def inference(uchars, state_dict):
+    BOS = len(uchars)  # the last token id: vocab_size is BOS + 1
+    for sample_idx in range(num_samples):
+        keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+        tokens = [BOS]
+        for pos_id in range(block_size):
+            logits = gpt(tokens[pos_id], pos_id, keys, values, state_dict)
+            probs = softmax([logit / temperature for logit in logits])
+            token_id = random.choices(range(BOS + 1), weights=[p.data for p in probs])[0]
+            if token_id == BOS:
+                break
+            tokens.append(token_id)
+        print(f"sample {sample_idx + 1:2d}: {''.join(uchars[t] for t in tokens[1:])}")
 
-# Command line: one flag per setting; the defaults are the reference's.
-def number(kind, low, op=">="):  # a parser for numbers that are finite and op low
-    def parse(text):
-        x = kind(text)  # a ValueError becomes argparse's "invalid int value: 'x'"
-        if not (math.isfinite(x) and (x > low or (x == low and op == ">="))):
-            raise argparse.ArgumentTypeError(f"must be a finite number {op} {low}, not {text}")
-        return x
-    parse.__name__ = kind.__name__
-    return parse
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser("microgpt", description="Train a tiny GPT, then sample from it.")
-    for flag, parse, default, meaning in [
-            ("--input", str, "input.txt", "training text, one document per line; input.txt is "
-             "downloaded if missing"),
-            ("--seed", int, 42, "random seed"),
-            ("--n-layer", number(int, 1), 1, "number of transformer layers"),
-            ("--n-embd", number(int, 1), 16, "width of the embeddings"),
-            ("--n-head", number(int, 1), 4, "attention heads; must divide --n-embd"),
-            ("--block-size", number(int, 1), 16, "longest context; longer documents are cut"),
-            ("--num-steps", number(int, 0), 1000, "training steps, one document each"),
-            ("--learning-rate", number(float, 0), 0.01, "Adam's learning rate, decayed to 0"),
-            ("--temperature", number(float, 0, ">"), 0.5, "sampling temperature; lower: safer"),
-            ("--num-samples", number(int, 0), 20, "names to sample after training")]:
-        p.add_argument(flag, type=parse, default=default, help=f"{meaning} (default: {default})")
-    cfg = p.parse_args(argv)
-    if cfg.n_embd % cfg.n_head:
-        p.error(f"--n-embd ({cfg.n_embd}) must be divisible by --n-head ({cfg.n_head})")
-    return cfg
-
-# Main: the whole run, in the order of the sections above.
-def main(argv=None):
-    cfg = parse_args(argv)
-    where = "while loading"
+# Plumbing: the command line, the download of the default input, one line for each error.
+import argparse, gc, os, sys, traceback  # noqa: E402 (the algorithm: math, random only)
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
+FLAGS = [  # flag, the setting it overrides (default: its value above), values allowed, meaning
+    ("--input", "input_path", "", "training text, one document per line"),
+    ("--n-layer", "n_layer", "> 0", "number of transformer layers"),
+    ("--n-embd", "n_embd", "> 0", "width of the embeddings"),
+    ("--n-head", "n_head", "> 0", "attention heads; must divide --n-embd"),
+    ("--block-size", "block_size", "> 0", "longest context; longer documents are cut"),
+    ("--num-steps", "num_steps", ">= 0", "training steps, one document each"),
+    ("--learning-rate", "learning_rate", ">= 0", "Adam's learning rate, decayed to 0"),
+    ("--seed", "seed", "", "random seed"),
+    ("--temperature", "temperature", "> 0", "sampling temperature; lower: safer"),
+    ("--num-samples", "num_samples", ">= 0", "names to sample after training"),
+    ]
+DEFAULTS = {name: globals().get(name) for _, name, _, _ in FLAGS}  # the values set above, or None
+def parse_args(argv=None):  # {setting: value} for the flags given, checked
+    p = argparse.ArgumentParser("microgpt", argument_default=argparse.SUPPRESS)  # given flags only
+    for flag, name, _, meaning in FLAGS:
+        default = "" if DEFAULTS[name] is None else f" (default: {DEFAULTS[name]})"
+        p.add_argument(flag, dest=name, type=type(DEFAULTS[name] or ""), help=meaning + default)
+    given = vars(p.parse_args(argv))
+    for flag, name, rule, _ in FLAGS:  # numbers: finite, and above 0 (or at least 0)
+        x = given.get(name, 1)
+        if rule and not (math.isfinite(x) and (x > 0 or x == 0 and rule == ">= 0")):
+            p.error(f"{flag} must be a finite number {rule}, not {x}")
+    n_embd, n_head = (given.get(name, DEFAULTS[name]) for name in ("n_embd", "n_head"))
+    return p.error(f"--n-embd ({n_embd}) must be divisible by --n-head ({n_head})") \
+        if n_embd % n_head else given
+def fail(message, code=1):  # one line on stderr: a reason, not a traceback
+    print(f"microgpt: {message}", file=sys.stderr)
+    sys.exit(code)
+def read_docs(path):  # load_docs, after downloading the default input.txt if it is missing
+    if path == "input.txt" and not os.path.exists(path):
+        import urllib.request  # only here: most runs never need it, and it costs ~7 MB
+        print(f"microgpt: {path} not found, downloading {NAMES_URL}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
+                write_file(path, response.read())
+        except Exception as e:  # refused, 404, cut off midway, ...
+            fail(f"cannot download {NAMES_URL} to {path} ({getattr(e, 'reason', e)}): use --input")
+    return load_docs(path) or fail(f"{path} has no documents: it is empty or has only blank lines")
+def write_file(path, data):  # all or nothing: into a .part file, renamed once it is complete
     try:
-        random.seed(cfg.seed)
-        if cfg.input == "input.txt" and not os.path.exists(cfg.input):
-            download(NAMES_URL, cfg.input)  # the default input: makemore's names, as the reference
-        docs = load_docs(cfg.input)
+        with open(path + ".part", "wb") as f:
+            f.write(data)
+        os.replace(path + ".part", path)
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror.lower()}")
+    finally:
+        if os.path.exists(path + ".part"): os.remove(path + ".part")  # failed or interrupted
+def explain(e, state_dict):  # (one line on what went wrong and where, the exit code)
+    frames = {f.f_code.co_name: f.f_locals for f, _ in traceback.walk_tb(e.__traceback__)}
+    step = frames.get("train", {}).get("step")  # read off the traceback
+    where = "during sampling" if "inference" in frames else "while loading" if step is None \
+        else f"at step {step + 1}"
+    if isinstance(e, KeyboardInterrupt): return f"interrupted {where}", 130
+    if isinstance(e, OSError): return f"cannot read {e.filename}: {e.strerror.lower()}", 1
+    if isinstance(e, UnicodeEncodeError):  # a ValueError, but about the terminal, not numbers
+        return f"{e.encoding} output cannot show {e.object[e.start]!r}: " \
+               "set PYTHONIOENCODING=utf-8", 1
+    if isinstance(e, UnicodeDecodeError):  # a ValueError too: the input text is not UTF-8
+        return f"cannot read {input_path}: not valid UTF-8 at byte {e.start}", 1
+    lr = "step" in where or not math.isfinite(sum(p.data for p in parameters(state_dict)))
+    fix = "smaller --learning-rate" if lr else "larger --temperature"  # blown up, or too cold
+    return f"numbers out of range {where} ({e.args[-1]}): try a {fix}", 1
+def main(argv=None):
+    given = parse_args(argv)
+    globals().update(DEFAULTS, **given)  # the flags override the settings above
+    gc.disable()  # the graph holds no reference cycles, so the cycle collector only costs time
+    state_dict = {}
+    try:
+        random.seed(seed)
+        docs = read_docs(input_path)
         random.shuffle(docs)
         print(f"num docs: {len(docs)}")
-        chars, bos = tokenizer(docs)
-        print(f"vocab size: {bos + 1}")
-        state = init_params(bos + 1, cfg)
-        params = all_params(state)
-        print(f"num params: {len(params)}")
-        m, v = [0.0] * len(params), [0.0] * len(params)
-        for step in range(cfg.num_steps):
-            where = f"at step {step + 1}"
-            tokens = encode(docs[step % len(docs)], chars, bos)
-            loss = train_step(tokens, step, state, params, m, v, cfg)
-            print(f"step {step + 1:4d} / {cfg.num_steps:4d} | loss {loss:.4f}", end="\r")
-        where = "during sampling"
+        uchars = vocabulary(docs)
+        print(f"vocab size: {len(uchars) + 1}")
+        state_dict = init_params(len(uchars) + 1)
+        print(f"num params: {len(parameters(state_dict))}")
+        train(docs, uchars, state_dict)
         print("\n--- inference (new, hallucinated names) ---")
-        for i in range(cfg.num_samples):
-            print(f"sample {i + 1:2d}: {sample(state, cfg, chars, bos)}")
-        sys.stdout.flush()
-    except KeyboardInterrupt:
-        fail(f"interrupted {where}", 130)
-    except UnicodeEncodeError as e:  # a ValueError too, but not about the numbers
-        fail(f"{e.encoding} output cannot show {e.object[e.start]!r}: set PYTHONIOENCODING=utf-8")
-    except (ValueError, OverflowError) as e:  # e.g. log(0): a too large step blew the numbers up
-        fix = "larger --temperature" if where == "during sampling" else "smaller --learning-rate"
-        fail(f"numbers out of range {where} ({e.args[-1]}): try a {fix}")
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
-
-if __name__ == "__main__":
-    main()
+        inference(uchars, state_dict)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop at once, quietly
+        os._exit(141)
+    except (KeyboardInterrupt, OSError, ArithmeticError, ValueError) as e:
+        fail(*explain(e, state_dict))
+if __name__ == "__main__": main()

@@ -1,7 +1,30 @@
-"""Shared setup: the tests import the real microgpt.py from the repository root."""
+"""Shared setup: the tests import the real microgpt.py from the repository root.
+
+microgpt's settings (n_layer, n_embd, ..., temperature) are module globals, as in the blog post,
+and main() sets them from the flags. Every test starts from the defaults written in the file."""
 import os
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+import microgpt  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def default_settings():
+    """Put every setting back to the value written in microgpt.py, before and after each test."""
+    vars(microgpt).update(microgpt.DEFAULTS)
+    yield
+    vars(microgpt).update(microgpt.DEFAULTS)
+
+
+def configure(**settings):
+    """Set microgpt's settings for one test, as main() does from the flags (the fixture above
+    puts them back)."""
+    unknown = set(settings) - set(microgpt.DEFAULTS)
+    assert not unknown, f"not settings of microgpt: {unknown}"
+    vars(microgpt).update(settings)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import microgpt  # the real file, not a copy (conftest.py puts the repository on sys.path)
+from conftest import configure
 
 SCRIPT = Path(__file__).resolve().parent.parent / "microgpt.py"
 
@@ -130,7 +131,7 @@ def test_missing_input_flag_file_is_one_line_and_never_downloads(name, tmp_path,
         monkeypatch.setattr(microgpt, "NAMES_URL", url)
         code, out, err = run_main(capsys, ["--input", name, *FAST])
     line = assert_one_error_line(code, out, err)
-    assert line == f"microgpt: cannot read {name}: no such file", line
+    assert line == f"microgpt: cannot read {name}: no such file or directory", line
     assert requests == [], f"a download was attempted: {requests}"
     assert os.listdir(tmp_path) == [], os.listdir(tmp_path)
 
@@ -255,7 +256,7 @@ def test_line_endings_bom_and_spaces_give_the_plain_files_run(variant, tmp_path,
     odd = write(tmp_path / f"{variant}.txt", SAME_DOCS[variant])
     docs = microgpt.load_docs(str(odd))
     assert docs == NAMES, docs
-    assert microgpt.tokenizer(docs) == microgpt.tokenizer(NAMES)  # no "\ufeff", "\r", " " token
+    assert microgpt.vocabulary(docs) == microgpt.vocabulary(NAMES)  # no "\ufeff", "\r", " " token
     code, out, err = run_main(capsys, ["--input", str(odd), *FAST])
     assert code == 0, f"exit {code}, stderr {err!r}"
     expected = run_main(capsys, ["--input", str(plain), *FAST])[1]
@@ -268,8 +269,9 @@ def test_non_ascii_names_train_on_their_own_characters(tmp_path, capsys):
     path = write(tmp_path / "intl.txt", text)
     docs = microgpt.load_docs(str(path))
     assert docs == names, docs
-    chars, bos = microgpt.tokenizer(docs)
-    assert chars == sorted(set("".join(names))) and bos == len(chars), chars
+    chars = microgpt.vocabulary(docs)
+    bos = len(chars)
+    assert chars == sorted(set("".join(names))), chars
     code, out, err = run_main(capsys, ["--input", str(path), "--num-steps", "5",
                                        "--num-samples", "8", "--temperature", "2"])
     assert code == 0, f"exit {code}, stderr {err!r}"
@@ -282,40 +284,37 @@ def test_non_ascii_names_train_on_their_own_characters(tmp_path, capsys):
 
 # Document lengths: longer than block_size, a single document, a single character ---------------
 
-def test_long_document_trains_on_its_first_block_size_positions(monkeypatch):
-    cfg = microgpt.parse_args(["--block-size", "4", "--n-embd", "8", "--n-head", "2"])
+def test_long_document_trains_on_its_first_block_size_positions(monkeypatch, capsys):
+    configure(block_size=4, n_embd=8, n_head=2, num_steps=2)
     chars = list("abcdefghij")
-    bos = len(chars)
-    random.seed(0)
-    state = microgpt.init_params(bos + 1, cfg)
-    params = microgpt.all_params(state)
     positions, real_gpt = [], microgpt.gpt
 
-    def recording_gpt(token, pos, *rest):
-        positions.append(pos)
-        return real_gpt(token, pos, *rest)
+    def recording_gpt(token_id, pos_id, *rest):
+        positions.append(pos_id)
+        return real_gpt(token_id, pos_id, *rest)
 
     monkeypatch.setattr(microgpt, "gpt", recording_gpt)
 
-    def loss_and_grads(tokens):
-        loss = microgpt.doc_loss(tokens, state, cfg)
-        loss.backward()
-        grads = [p.grad for p in params]
-        for p in params:
-            p.grad = 0
-        return loss.data, grads
+    def trained_on(doc):
+        """What two training steps on `doc` print, and every parameter's bits afterwards (Adam's
+        steps depend on each gradient's size, so equal bits mean equal gradients)."""
+        random.seed(0)
+        state_dict = microgpt.init_params(len(chars) + 1)
+        microgpt.train([doc], chars, state_dict)
+        return capsys.readouterr().out, [p.data for p in microgpt.parameters(state_dict)]
 
-    tokens = microgpt.encode("abcdefghij" * 3, chars, bos)  # 32 tokens for 4 positions
-    long_loss, long_grads = loss_and_grads(tokens)
-    cut_loss, cut_grads = loss_and_grads(tokens[:cfg.block_size + 1])
-    assert long_loss == cut_loss, f"loss {long_loss!r} != {cut_loss!r} on the cut document"
-    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(long_grads, cut_grads)) if a != b]
-    assert not diffs, f"{len(diffs)} gradients differ, first (index, long, cut): {diffs[:3]}"
-    assert positions == [0, 1, 2, 3] * 2, positions
+    long_doc = "abcdefghij" * 3  # 30 characters, for 4 positions
+    (long_out, long_params), (cut_out, cut_params) = trained_on(long_doc), trained_on(long_doc[:4])
+    assert long_out == cut_out, f"30 characters printed {long_out!r}, the first 4 {cut_out!r}"
+    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(long_params, cut_params)) if a != b]
+    assert not diffs, f"{len(diffs)} parameters differ, first (index, long, cut): {diffs[:3]}"
+    assert positions == [0, 1, 2, 3] * 4, positions
     # Sampling stops at block_size tokens even if BOS never comes: draw token 0 every time.
     positions.clear()
     monkeypatch.setattr(microgpt.random, "choices", lambda population, weights: [0])
-    assert microgpt.sample(state, cfg, chars, bos) == "a" * cfg.block_size
+    configure(num_samples=1)
+    microgpt.inference(chars, microgpt.init_params(len(chars) + 1))
+    assert capsys.readouterr().out == "sample  1: aaaa\n"
     assert positions == [0, 1, 2, 3], positions
 
 

@@ -1,6 +1,7 @@
 """README.md says true things: its flag table is `--help`, its reading guide is the file's
 sections, its output excerpt is the reference's, and CI runs its test command."""
 import argparse
+import ast
 import os
 import re
 
@@ -20,8 +21,8 @@ def flag_help(monkeypatch):
 
     def recording(parser, *names, **kwargs):
         if names[0] != "-h":
-            meaning = kwargs["help"].rsplit(" (default: ", 1)[0]
-            captured[names[0]] = (str(kwargs["default"]), meaning)
+            meaning, _, default = kwargs["help"].partition(" (default: ")
+            captured[names[0]] = (default[:-1] if default else "", meaning)
         return add_argument(parser, *names, **kwargs)
 
     monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
@@ -47,6 +48,31 @@ def test_reading_guide_matches_sections():
     rows = re.findall(r"^\| (\d+)–(\d+) \| ([A-Za-z ]+) \|", read("README.md"), re.M)
     guide = [(int(s), int(e), name) for s, e, name in rows]
     assert guide == sections, f"README reading guide {guide}\n!= microgpt.py sections {sections}"
+
+
+def definitions():
+    """{name: (first line, last line)} of every top-level def, class and setting in microgpt.py."""
+    spans = {}
+    for node in ast.parse(read("microgpt.py")).body:
+        targets = getattr(node, "targets", [])
+        names = [node.name] if hasattr(node, "name") else [
+            n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        spans.update({name: (node.lineno, node.end_lineno) for name in names})
+    return spans
+
+
+def test_blog_post_table_gives_each_part_and_its_lines():
+    section = read("README.md").split("## Reading it next to the blog post", 1)[1].split("\n## ")[0]
+    rows = re.findall(r"^\| ([^|]+) \| (.+) \| (\d+)(?:–(\d+))? \|$", section, re.M)
+    assert len(rows) >= 8, f"expected a row per part of the post, got {rows}"
+    spans = definitions()
+    for part, here, first, last in rows:
+        names = re.findall(r"`([a-z_A-Z]+)`", here.split(" (")[0])
+        missing = [name for name in names if name not in spans]
+        assert names and not missing, f"{part}: {missing or here} not defined in microgpt.py"
+        real = (min(spans[n][0] for n in names), max(spans[n][1] for n in names))
+        claimed = (int(first), int(last or first))
+        assert claimed == real, f"{part}: README says lines {claimed}, {names} span {real}"
 
 
 def test_output_excerpt_is_the_reference_output():
