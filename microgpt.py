@@ -1,7 +1,6 @@
 """microgpt: Andrej Karpathy's microgpt (February 2026), faithfully: same algorithm, same output.
 Read it beside his blog post: the sections follow the post; main(), at the end, runs them."""
 import math, random
-
 # Dataset: the documents to learn from. Here each line of the input file is one name ("emma").
 input_path = "input.txt"  # if it is missing, makemore's list of names is downloaded into it
 seed = 42  # one random stream drives it all: the shuffle (in main), the first weights, samples
@@ -90,7 +89,10 @@ def dot(a, b):  # sum(ai * bi for ai, bi in zip(a, b)), as one node
         local_grads.append(ai.data)
     return Value(data, children, local_grads)
 def vsum(terms):  # sum(terms), as one node
-    return Value(sum(t.data for t in terms), terms, [1] * len(terms))
+    data = 0
+    for t in terms:  # not sum() of the floats: Python 3.12+ rounds that more carefully
+        data += t.data
+    return Value(data, terms, [1] * len(terms))
 def linear(x, w):  # [n_in] -> [n_out]: one dot product per row of w
     return [dot(w_row, x) for w_row in w]
 def softmax(logits):  # scores -> probabilities: positive, adding up to 1
@@ -183,13 +185,14 @@ def train(docs, uchars, state_dict):
 # Inference: the trained model makes up new names, one token at a time, until it says BOS.
 temperature = 0.5  # divides the logits: < 1 favours likely letters (safer), > 1 evens odds out
 num_samples = 20   # how many names to make up
-def inference(uchars, state_dict):
+def inference(uchars, state_dict, prompt=""):
     BOS = len(uchars)  # the last token id: vocab_size is BOS + 1
     for sample_idx in range(num_samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
-        tokens = [BOS]
+        tokens = [BOS] + [uchars.index(ch) for ch in prompt]  # a prompt is given, not drawn
         for pos_id in range(block_size):
             logits = gpt(tokens[pos_id], pos_id, keys, values, state_dict)
+            if pos_id + 1 < len(tokens): continue  # the next token is the prompt's: no draw
             probs = softmax([logit / temperature for logit in logits])
             token_id = random.choices(range(BOS + 1), weights=[p.data for p in probs])[0]
             if token_id == BOS:
@@ -197,8 +200,8 @@ def inference(uchars, state_dict):
             tokens.append(token_id)
         print(f"sample {sample_idx + 1:2d}: {''.join(uchars[t] for t in tokens[1:])}")
 
-# Plumbing: the command line, the download of the default input, one line for each error.
-import argparse, gc, os, sys, traceback  # noqa: E402 (the algorithm: math, random only)
+# Plumbing: the command line, saving and loading models, the download, one line for each error.
+import argparse, gc, json, os, sys, traceback  # noqa: E402 (the algorithm: math, random only)
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 FLAGS = [  # flag, the setting it overrides (default: its value above), values allowed, meaning
     ("--input", "input_path", "", "training text, one document per line"),
@@ -208,13 +211,16 @@ FLAGS = [  # flag, the setting it overrides (default: its value above), values a
     ("--block-size", "block_size", "> 0", "longest context; longer documents are cut"),
     ("--num-steps", "num_steps", ">= 0", "training steps, one document each"),
     ("--learning-rate", "learning_rate", ">= 0", "Adam's learning rate, decayed to 0"),
+    ("--save", "save_path", "", "after training, save the model to this JSON file"),
     ("--seed", "seed", "", "random seed"),
     ("--temperature", "temperature", "> 0", "sampling temperature; lower: safer"),
     ("--num-samples", "num_samples", ">= 0", "names to sample after training"),
-    ]
+    ("--prompt", "prompt", "", "text that every sample starts with"),
+    ("--load", "load_path", "", "sample from a model saved with --save, without training")]
 DEFAULTS = {name: globals().get(name) for _, name, _, _ in FLAGS}  # the values set above, or None
-def parse_args(argv=None):  # {setting: value} for the flags given, checked
+def parse_args(argv=None, error=None):  # {setting: value} for the flags given, checked
     p = argparse.ArgumentParser("microgpt", argument_default=argparse.SUPPRESS)  # given flags only
+    p.error = error or p.error  # a saved model's settings are checked here too, with their error
     for flag, name, _, meaning in FLAGS:
         default = "" if DEFAULTS[name] is None else f" (default: {DEFAULTS[name]})"
         p.add_argument(flag, dest=name, type=type(DEFAULTS[name] or ""), help=meaning + default)
@@ -241,48 +247,84 @@ def read_docs(path):  # load_docs, after downloading the default input.txt if it
     return load_docs(path) or fail(f"{path} has no documents: it is empty or has only blank lines")
 def write_file(path, data):  # all or nothing: into a .part file, renamed once it is complete
     try:
-        with open(path + ".part", "wb") as f:
-            f.write(data)
+        with open(path + ".part", "wb") as f: f.write(data)
         os.replace(path + ".part", path)
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror.lower()}")
     finally:
         if os.path.exists(path + ".part"): os.remove(path + ".part")  # failed or interrupted
+def save_model(path, uchars, state_dict):  # JSON, for people too; repr'd floats come back exact
+    saved = [f"{flag}={globals()[name]}" for flag, name, _, _ in FLAGS[1:5] + FLAGS[9:11]]
+    model = {"microgpt": 1, "settings": saved, "uchars": "".join(uchars),  # 1: format version
+             "state_dict": {k: [[p.data for p in r] for r in m] for k, m in state_dict.items()},
+             "random_state": random.getstate()}  # where the samples start
+    write_file(path, json.dumps(model, indent=1, allow_nan=False).encode())
+def load_model(path, given):  # (uchars, state_dict) as saved, or an error saying what is wrong
+    with open(path, encoding="utf-8") as f:
+        model = json.load(f)  # not JSON, or cut off: a ValueError that says where
+    version = model.get("microgpt") if isinstance(model, dict) else None  # the format's version
+    if version != 1:
+        raise ValueError(f"format version {version}, not 1" if version else "not a microgpt model")
+    saved = parse_args(model["settings"], lambda why: fail(f"cannot read {path}: {why}"))
+    globals().update(saved, **given)  # --seed, --temperature, --num-samples: what was asked for
+    uchars, saved = list(model["uchars"]), model["state_dict"]
+    state_dict = init_params(len(uchars) + 1)  # the shapes; the numbers come from the file
+    for name, mat in state_dict.items():  # finite floats, in the rows and columns set above
+        if [[type(x) is float and math.isfinite(x) for x in row] for row in saved[name]] != \
+                [[True] * len(row) for row in mat]:
+            raise ValueError(f"state_dict.{name} is not {len(mat)} x {len(mat[0])} finite numbers")
+    for p, x in zip(parameters(state_dict), [x for k in state_dict for r in saved[k] for x in r]):
+        p.data = x
+    version, state, gauss = model["random_state"]
+    random.setstate((version, tuple(state), gauss)) if "seed" not in given else random.seed(seed)
+    return uchars, state_dict
 def explain(e, state_dict):  # (one line on what went wrong and where, the exit code)
     frames = {f.f_code.co_name: f.f_locals for f, _ in traceback.walk_tb(e.__traceback__)}
     step = frames.get("train", {}).get("step")  # read off the traceback
-    where = "during sampling" if "inference" in frames else "while loading" if step is None \
-        else f"at step {step + 1}"
+    where = ("during sampling" if "inference" in frames else "while saving" if "save_model" in
+             frames else "while loading" if step is None else f"at step {step + 1}")
     if isinstance(e, KeyboardInterrupt): return f"interrupted {where}", 130
     if isinstance(e, OSError): return f"cannot read {e.filename}: {e.strerror.lower()}", 1
     if isinstance(e, UnicodeEncodeError):  # a ValueError, but about the terminal, not numbers
-        return f"{e.encoding} output cannot show {e.object[e.start]!r}: " \
-               "set PYTHONIOENCODING=utf-8", 1
-    if isinstance(e, UnicodeDecodeError):  # a ValueError too: the input text is not UTF-8
-        return f"cannot read {input_path}: not valid UTF-8 at byte {e.start}", 1
+        return f"{e.encoding} output cannot show {e.object[e.start]!r}: PYTHONIOENCODING=utf-8", 1
+    if where == "while loading":  # the input text, or a model file not as --save wrote it
+        why = (f"not valid UTF-8 at byte {e.start}" if isinstance(e, UnicodeDecodeError) else
+               f"no {e}" if isinstance(e, KeyError) else e)
+        return f"cannot read {load_path or input_path}: {why}", 1
     lr = "step" in where or not math.isfinite(sum(p.data for p in parameters(state_dict)))
     fix = "smaller --learning-rate" if lr else "larger --temperature"  # blown up, or too cold
     return f"numbers out of range {where} ({e.args[-1]}): try a {fix}", 1
 def main(argv=None):
-    given = parse_args(argv)
+    given, state_dict = parse_args(argv), {}
     globals().update(DEFAULTS, **given)  # the flags override the settings above
-    gc.disable()  # the graph holds no reference cycles, so the cycle collector only costs time
-    state_dict = {}
+    for flag in [flag for flag, name, _, _ in FLAGS[:8] if name in given and load_path]:
+        fail(f"{flag} cannot go with --load: the model file decides it", 2)
+    if sys.implementation.name == "cpython":  # reference counts free the graph (it has no cycles),
+        gc.disable()  # so the cycle collector only costs time; PyPy's collector frees everything
     try:
-        random.seed(seed)
-        docs = read_docs(input_path)
-        random.shuffle(docs)
-        print(f"num docs: {len(docs)}")
-        uchars = vocabulary(docs)
-        print(f"vocab size: {len(uchars) + 1}")
-        state_dict = init_params(len(uchars) + 1)
-        print(f"num params: {len(parameters(state_dict))}")
-        train(docs, uchars, state_dict)
-        print("\n--- inference (new, hallucinated names) ---")
-        inference(uchars, state_dict)
+        if load_path:
+            uchars, state_dict = load_model(load_path, given)
+        else:
+            random.seed(seed)
+            docs = read_docs(input_path)
+            random.shuffle(docs)
+            print(f"num docs: {len(docs)}")
+            uchars = vocabulary(docs)
+            print(f"vocab size: {len(uchars) + 1}")
+        for ch in [ch for ch in prompt or "" if ch not in uchars][:1]:
+            fail(f"--prompt: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
+        if not load_path:
+            state_dict = init_params(len(uchars) + 1)
+            print(f"num params: {len(parameters(state_dict))}")
+            train(docs, uchars, state_dict)
+            if save_path:
+                save_model(save_path, uchars, state_dict)
+            print()  # the step lines end in \r, not \n
+        print("--- inference (new, hallucinated names) ---")
+        inference(uchars, state_dict, prompt or "")
         sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop at once, quietly
         os._exit(141)
-    except (KeyboardInterrupt, OSError, ArithmeticError, ValueError) as e:
+    except (KeyboardInterrupt, OSError, ArithmeticError, LookupError, TypeError, ValueError) as e:
         fail(*explain(e, state_dict))
 if __name__ == "__main__": main()

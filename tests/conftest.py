@@ -3,6 +3,7 @@
 microgpt's settings (n_layer, n_embd, ..., temperature) are module globals, as in the blog post,
 and main() sets them from the flags. Every test starts from the defaults written in the file."""
 import os
+import shutil
 import sys
 
 import pytest
@@ -28,3 +29,14 @@ def configure(**settings):
     unknown = set(settings) - set(microgpt.DEFAULTS)
     assert not unknown, f"not settings of microgpt: {unknown}"
     vars(microgpt).update(settings)
+
+
+def pytest_collection_finish(session):
+    """The default runs (1,000 steps, CPython and PyPy) are the slowest tests: start them as soon
+    as they are collected, so that they train while the other tests run."""
+    if any("test_the_default_run" in item.nodeid for item in session.items):
+        import tempfile
+        import test_output
+        folder = tempfile.mkdtemp(prefix="microgpt-default-")
+        session.config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+        test_output.start_default_runs(folder)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = ["--input", "--seed", "--n-layer", "--n-embd", "--n-head", "--block-size",
+FLAGS = ["--input", "--seed", "--n-layer", "--n-embd", "--n-head", "--block-size", "--save", "--load", "--prompt",
          "--num-steps", "--learning-rate", "--temperature", "--num-samples"]
 HEADER = b"\n--- inference (new, hallucinated names) ---\n"
 
