@@ -278,7 +278,7 @@ def load_model(path, given):  # (uchars, state_dict) as saved, or an error sayin
     version, state, gauss = model["random_state"]
     random.setstate((version, tuple(state), gauss)) if "seed" not in given else random.seed(seed)
     return uchars, state_dict
-def explain(e, state_dict):  # (one line on what went wrong and where, the exit code)
+def explain(e):  # (one line on what went wrong and where, the exit code)
     frames = {f.f_code.co_name: f.f_locals for f, _ in traceback.walk_tb(e.__traceback__)}
     step = frames.get("train", {}).get("step")  # read off the traceback
     where = ("during sampling" if "inference" in frames else "while saving" if "save_model" in
@@ -291,11 +291,12 @@ def explain(e, state_dict):  # (one line on what went wrong and where, the exit 
         why = (f"not valid UTF-8 at byte {e.start}" if isinstance(e, UnicodeDecodeError) else
                f"no {e}" if isinstance(e, KeyError) else e)
         return f"cannot read {load_path or input_path}: {why}", 1
-    lr = "step" in where or not math.isfinite(sum(p.data for p in parameters(state_dict)))
-    fix = "smaller --learning-rate" if lr else "larger --temperature"  # blown up, or too cold
+    logits = frames.get("inference", {}).get("logits", [])  # what sampling was dividing by T
+    cold = "sampling" in where and all(math.isfinite(logit.data) for logit in logits)
+    fix = "larger --temperature" if cold else "smaller --learning-rate"  # too cold, or blown up
     return f"numbers out of range {where} ({e.args[-1]}): try a {fix}", 1
 def main(argv=None):
-    given, state_dict = parse_args(argv), {}
+    given = parse_args(argv)
     globals().update(DEFAULTS, **given)  # the flags override the settings above
     for flag in [flag for flag, name, _, _ in FLAGS[:8] if name in given and load_path]:
         fail(f"{flag} cannot go with --load: the model file decides it", 2)
@@ -319,12 +320,11 @@ def main(argv=None):
             train(docs, uchars, state_dict)
             if save_path:
                 save_model(save_path, uchars, state_dict)
-            print()  # the step lines end in \r, not \n
-        print("--- inference (new, hallucinated names) ---")
+        print("\n--- inference (new, hallucinated names) ---")  # (the step lines end in \r)
         inference(uchars, state_dict, prompt or "")
         sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop at once, quietly
         os._exit(141)
     except (KeyboardInterrupt, OSError, ArithmeticError, LookupError, TypeError, ValueError) as e:
-        fail(*explain(e, state_dict))
+        fail(*explain(e))
 if __name__ == "__main__": main()

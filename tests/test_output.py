@@ -167,14 +167,14 @@ def test_the_default_run_prints_the_reference_bytes_and_its_saved_model_samples_
     process, workdir = DEFAULT_RUNS.pop(family, (None, tmp_path))
     model, expected = check_run("default", python, family, workdir, process)
     loaded = run(python, ["--load", str(model)], tmp_path)
-    assert loaded == HEADER[1:] + sample_lines(expected), (
+    assert loaded == HEADER + sample_lines(expected), (
         f"--load printed {loaded!r}, the saving run {sample_lines(expected)!r}")
 
 
 def test_a_saved_model_of_another_shape_samples_the_same_names(tmp_path):
     model, expected = check_run("config", sys.executable, THIS_FAMILY, tmp_path)
     loaded = run(sys.executable, ["--load", str(model)], tmp_path)
-    assert loaded == HEADER[1:] + sample_lines(expected), loaded
+    assert loaded == HEADER + sample_lines(expected), loaded
 
 
 # With makemore's names.txt as input, the reference prints the blog post's names and last loss.

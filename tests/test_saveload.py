@@ -71,7 +71,7 @@ def test_saving_changes_nothing_on_stdout(names, saved, capsys):
 def test_a_loaded_model_prints_the_samples_the_saving_run_printed(saved, capsys):
     path, saving_run = saved
     code, out, err = run_main(capsys, ["--load", path])
-    expected = "--- inference (new, hallucinated names) ---\n" + saving_run.split("---\n", 1)[1]
+    expected = "\n--- inference (new, hallucinated names) ---\n" + saving_run.split("---\n", 1)[1]
     assert code == 0 and out == expected, f"exit {code}, stderr {err!r}\n{out!r}\n!= {expected!r}"
     assert len(samples(out)) == 6, out  # its --num-samples and --temperature came with it
 
