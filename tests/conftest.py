@@ -32,11 +32,12 @@ def configure(**settings):
 
 
 def pytest_collection_finish(session):
-    """The default runs (1,000 steps, CPython and PyPy) are the slowest tests: start them as soon
-    as they are collected, so that they train while the other tests run."""
+    """The default runs (1,000 steps, CPython and PyPy; and the blog post's run when names.txt is
+    here) are the slowest tests: start them as soon as they are collected, so that they train
+    while the other tests run."""
     if any("test_the_default_run" in item.nodeid for item in session.items):
         import tempfile
         import test_output
         folder = tempfile.mkdtemp(prefix="microgpt-default-")
         session.config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-        test_output.start_default_runs(folder)
+        test_output.start_slow_runs(folder)
