@@ -1,5 +1,6 @@
-"""Claims about the autograd engine (SPEC section 3): each operation's value and derivative, the
-fused nodes `vsum` and `dot`, and how `backward` orders and accumulates the chain rule."""
+"""Claims about the autograd engine (microgpt.py's Autograd section): each operation's value and
+derivative, the fused nodes `vsum` and `dot`, and how `backward` orders and accumulates the chain
+rule."""
 import math
 import random
 import sys
@@ -93,7 +94,7 @@ def test_each_op_value_and_gradient_match_plain_math_and_finite_differences(
 
 
 def test_relu_at_zero_has_value_zero_and_derivative_zero():
-    # SPEC: relu's local derivative is 1.0 if a > 0 else 0.0, so exactly at 0 it is 0.
+    # relu's local derivative is float(a > 0) (Value.relu), so exactly at 0 it is 0.
     for zero in (0.0, -0.0):
         a = Value(zero)
         out = a.relu() * 3
@@ -187,13 +188,22 @@ def test_backward_works_on_chains_deeper_than_the_recursion_limit():
 
 def test_gradients_accumulate_over_every_use_of_a_node():
     # Small integers: every product and sum below is exact, so == is the right comparison.
-    a, b = Value(3.0), Value(-2.0)
+    a, b, c = Value(3.0), Value(-2.0), Value(5.0)
+    other = a * c  # another graph that uses a too; built first, its backward not yet called
     out = a * a + a * b * a + a + b * a
     out.backward()
     assert a.grad == 2 * 3 + 2 * 3 * -2 + 1 + -2, f"d/da: expected -7, got {a.grad!r}"
     assert b.grad == 9 + 3, f"d/db: expected 12, got {b.grad!r}"
-    unused = Value(5.0)
-    assert unused.grad == 0, f"a node outside the graph: expected grad 0, got {unused.grad!r}"
+    # backward follows children, never users: out's backward leaves the other graph untouched,
+    # though it shares the leaf a.
+    assert (c.grad, other.grad) == (0, 0), (
+        f"out.backward() reached the other graph: c.grad {c.grad!r}, other.grad {other.grad!r}")
+    # A second backward adds to the gradients the first left (train() zeroes p.grad after each
+    # step for this reason): d other / da = c = 5 on top of -7.
+    other.backward()
+    assert (a.grad, b.grad, c.grad) == (-7 + 5, 12, 3), (
+        f"after other.backward(): expected a.grad -2, b.grad 12, c.grad 3, "
+        f"got {a.grad!r}, {b.grad!r}, {c.grad!r}")
 
 
 class EdgeRecorder:
@@ -232,7 +242,7 @@ def test_backward_runs_in_reverse_depth_first_post_order_children_in_listed_orde
 
 
 def reference_edge_order(root, labels):
-    """SPEC section 3 written as Karpathy writes it: a recursive post-order over all nodes."""
+    """micrograd's build_topo as Karpathy writes it: a recursive post-order over all nodes."""
     topo, visited = [], set()
 
     def build(v):

@@ -1,10 +1,14 @@
-"""The command line (SPEC section 8) and the module's import (STYLE: no side effects)."""
+"""The command line (README.md's Flags) and the module's import, which has no side effects."""
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+
+import microgpt  # the real file (conftest.py puts the repository on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--input", "--seed", "--n-layer", "--n-embd", "--n-head", "--block-size", "--save", "--load", "--prompt",
@@ -34,6 +38,17 @@ def samples(stdout):
     return stdout.split(HEADER, 1)[1].decode().splitlines()
 
 
+def run_main(capsys, argv):
+    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
+    try:
+        microgpt.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_help_exits_0_and_describes_every_flag(tmp_path):
     text = run(["--help"], tmp_path).decode()
     missing = [flag for flag in FLAGS if flag not in text]
@@ -47,11 +62,60 @@ def test_num_samples_sets_how_many_names_are_printed(workdir):
         f"--num-samples 3: expected 3 sample lines, got {got}")
 
 
-def test_another_seed_gives_other_samples(workdir):
-    args = ["--num-steps", "5", "--num-samples", "10"]
-    seed_1 = samples(run(["--seed", "1", *args], workdir))
-    seed_2 = samples(run(["--seed", "2", *args], workdir))
-    assert seed_1 != seed_2, f"--seed 1 and --seed 2 both printed {seed_1}"
+def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, monkeypatch,
+                                                                        capsys):
+    monkeypatch.chdir(workdir)  # the default input.txt
+    starts, real_train, real_inference = [], microgpt.train, microgpt.inference
+
+    def recording_train(docs, uchars, state_dict):  # what training starts from
+        starts.append((list(docs), [p.data for p in microgpt.parameters(state_dict)]))
+        return real_train(docs, uchars, state_dict)
+
+    def recording_inference(uchars, state_dict, prompt=""):  # where sampling starts
+        starts[-1] += (random.getstate(),)
+        return real_inference(uchars, state_dict, prompt)
+
+    monkeypatch.setattr(microgpt, "train", recording_train)
+    monkeypatch.setattr(microgpt, "inference", recording_inference)
+    short = ["--num-steps", "2", "--num-samples", "5"]
+    runs = {}
+    for name, args in [("no --seed", short), ("--seed 42", ["--seed", "42", *short]),
+                       ("--seed 7", ["--seed", "7", *short]),
+                       ("--seed 7 again", ["--seed", "7", *short])]:
+        code, out, err = run_main(capsys, args)
+        assert code == 0 and err == "", f"{name}: exit {code}, stderr {err!r}"
+        runs[name] = (out, *starts[-1])
+    for a, b in [("--seed 42", "no --seed"), ("--seed 7 again", "--seed 7")]:
+        assert runs[a][0] == runs[b][0], f"{a} printed {runs[a][0]!r}\n{b} printed {runs[b][0]!r}"
+
+    # One stream, seeded once: the shuffle, then every first weight in init_params' order, then
+    # (training draws nothing) the samples
+    with open("input.txt", encoding="utf-8") as f:
+        names = f.read().split()
+    for seed, name in [(42, "no --seed"), (7, "--seed 7")]:
+        stream, expected_docs = random.Random(seed), list(names)
+        stream.shuffle(expected_docs)
+        _, docs, weights, sampling_state = runs[name]
+        assert docs == expected_docs, (
+            f"{name}: first docs {docs[:5]}, expected seed {seed}'s shuffle {expected_docs[:5]}")
+        expected_weights = [stream.gauss(0, 0.08) for _ in weights]
+        assert weights == expected_weights, (
+            f"{name}: first weights {weights[:3]}, expected seed {seed}'s next Gaussian draws "
+            f"{expected_weights[:3]}")
+        assert sampling_state == stream.getstate(), (
+            f"{name}: sampling does not start where seed {seed}'s stream is after the weights")
+
+    # Another seed: another first document (so another first loss), other weights, other names
+    out_42, docs_42, weights_42, _ = runs["no --seed"]
+    out_7, docs_7, weights_7, _ = runs["--seed 7"]
+    first_42, first_7 = (re.search(r"step    1 / .*?\r", out).group() for out in (out_42, out_7))
+    assert docs_42[0] != docs_7[0] and first_42 != first_7, (
+        f"seed 42 trains first on {docs_42[0]!r}: {first_42!r}; "
+        f"seed 7 on {docs_7[0]!r}: {first_7!r}")
+    same = sum(a == b for a, b in zip(weights_42, weights_7))
+    assert same == 0, f"{same} of {len(weights_42)} first weights are the same for seeds 42 and 7"
+    samples_42, samples_7 = (samples(out.encode()) for out in (out_42, out_7))
+    assert samples_42 != samples_7, f"seeds 42 and 7 both sampled {samples_42}"
 
 
 def test_zero_steps_samples_from_the_untrained_model(workdir):

@@ -1,5 +1,6 @@
 """README.md says true things: its flag table is `--help`, its reading guide is the file's
-sections, its output excerpt is the reference's, and CI runs its test command."""
+sections, its output excerpt is the reference's lines in their order, and CI runs its test
+command."""
 import argparse
 import ast
 import os
@@ -76,15 +77,44 @@ def test_blog_post_table_gives_each_part_and_its_lines():
         assert claimed == real, f"{part}: README says lines {claimed}, {names} span {real}"
 
 
+def find_block(lines, block, start):
+    """The first index i >= start where block is lines[i:i + len(block)], or None."""
+    return next((i for i in range(start, len(lines) - len(block) + 1)
+                 if lines[i:i + len(block)] == block), None)
+
+
 def test_output_excerpt_is_the_reference_output():
     readme = read("README.md")
     excerpt = readme.split("## Quick start", 1)[1].split("```")[3].strip("\n").split("\n")
     with open(os.path.join(REPO, "tests", "golden", "default.out"), "rb") as f:
-        golden = f.read().decode("utf-8").replace("\r", "\n").split("\n")
+        # Lines as a terminal starts them: a step line ends in \r, the last one in \r\n
+        golden = f.read().decode("utf-8").splitlines()
     shown = [line for line in excerpt if line != "..."]
-    missing = [line for line in shown if line not in golden]
-    assert not missing, f"README excerpt lines not in the reference output: {missing}"
     assert len(shown) >= 10, f"the excerpt is too short to mean anything: {shown}"
+    # Runs of lines with no "..." between them: each is a run of consecutive lines of the
+    # output, and they come in the output's order.
+    blocks, block = [], []
+    for line in excerpt + ["..."]:
+        if line != "...":
+            block.append(line)
+        elif block:
+            blocks, block = blocks + [block], []
+    # A "..." stands for at least one line; none before the first line or after the last: the
+    # excerpt starts and ends where the output does.
+    at = 0 if excerpt[0] != "..." else 1  # the first line index the next block may start at
+    for i, block in enumerate(blocks):
+        last = i == len(blocks) - 1 and excerpt[-1] != "..."
+        found = len(golden) - len(block) if last else find_block(golden, block, at)
+        assert found is not None and found >= at and golden[found:found + len(block)] == block, (
+            f"README excerpt lines {block} are not consecutive lines of default.out "
+            + (f"at its end {golden[-len(block):]}" if last else f"from its line {at + 1} on")
+            + f", after the excerpt's lines before them {blocks[i - 1][-1:] if i else []}")
+        if i == 0 and excerpt[0] != "...":
+            assert found == 0, f"README excerpt starts {block[:2]}, default.out {golden[:2]}"
+        at = found + len(block) + 1  # the lines a "..." leaves out: at least one
+    if excerpt[-1] == "...":
+        assert at <= len(golden), (
+            f"README excerpt ends in '...' after {blocks[-1][-1:]}, default.out's last line")
 
 
 def test_ci_runs_the_readme_test_command():
