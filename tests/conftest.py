@@ -23,6 +23,34 @@ def default_settings():
     vars(microgpt).update(microgpt.DEFAULTS)
 
 
+def run_main(capsys, argv):
+    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
+    try:
+        microgpt.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def encode(doc, uchars):
+    """A document's tokens as train() makes them: BOS, its characters' ids, BOS."""
+    bos = len(uchars)
+    return [bos] + [uchars.index(ch) for ch in doc] + [bos]
+
+
+def doc_loss(tokens, state_dict):
+    """The loss of one document exactly as train() builds it, from microgpt's own functions."""
+    n = min(microgpt.block_size, len(tokens) - 1)
+    keys, values = [[] for _ in range(microgpt.n_layer)], [[] for _ in range(microgpt.n_layer)]
+    losses = []
+    for pos in range(n):
+        probs = microgpt.softmax(microgpt.gpt(tokens[pos], pos, keys, values, state_dict))
+        losses.append(-probs[tokens[pos + 1]].log())
+    return (1 / n) * microgpt.vsum(losses)
+
+
 def configure(**settings):
     """Set microgpt's settings for one test, as main() does from the flags (the fixture above
     puts them back)."""

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import microgpt  # the real file (conftest.py puts the repository on sys.path)
+from conftest import run_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--input", "--seed", "--n-layer", "--n-embd", "--n-head", "--block-size", "--save", "--load", "--prompt",
@@ -38,15 +39,6 @@ def samples(stdout):
     return stdout.split(HEADER, 1)[1].decode().splitlines()
 
 
-def run_main(capsys, argv):
-    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
-    try:
-        microgpt.main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_exits_0_and_describes_every_flag(tmp_path):

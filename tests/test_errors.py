@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import microgpt  # the real file, not a copy (conftest.py puts the repository on sys.path)
-from conftest import configure
+from conftest import configure, run_main
 
 SCRIPT = Path(__file__).resolve().parent.parent / "microgpt.py"
 
@@ -83,15 +83,6 @@ def http_server(status, body=b"", length=None):
         thread.join()
 
 
-def run_main(capsys, argv):
-    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
-    try:
-        microgpt.main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_script(args, cwd):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 import microgpt
-from conftest import configure
+from conftest import configure, doc_loss, encode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_LAYERS = dict(n_layer=2, n_embd=8, n_head=2, block_size=8)
@@ -30,21 +30,8 @@ def make_model(shape, docs, seed=0):
     return uchars, microgpt.init_params(len(uchars) + 1)
 
 
-def encode(doc, uchars):
-    """As train() tokenizes a document: BOS, its characters' token ids, BOS."""
-    bos = len(uchars)
-    return [bos] + [uchars.index(ch) for ch in doc] + [bos]
 
 
-def doc_loss(tokens, state_dict):
-    """The loss of one document exactly as train() builds it, from microgpt's own functions."""
-    n = min(microgpt.block_size, len(tokens) - 1)
-    keys, values = [[] for _ in range(microgpt.n_layer)], [[] for _ in range(microgpt.n_layer)]
-    losses = []
-    for pos in range(n):
-        probs = microgpt.softmax(microgpt.gpt(tokens[pos], pos, keys, values, state_dict))
-        losses.append(-probs[tokens[pos + 1]].log())
-    return (1 / n) * microgpt.vsum(losses)
 
 
 # A reference model in the plain style of the blog post: only Value primitives and Python's

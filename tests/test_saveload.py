@@ -13,22 +13,13 @@ import re
 import pytest
 
 import microgpt
-from conftest import configure
+from conftest import configure, run_main
 
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia",
          "liam", "noah", "william", "james", "oliver", "benjamin", "elijah", "lucas"]
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-steps", "5"]  # ~50 ms
 
 
-def run_main(capsys, argv):
-    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
-    try:
-        microgpt.main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def samples(out):

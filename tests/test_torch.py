@@ -24,7 +24,7 @@ import random
 import pytest
 
 import microgpt
-from conftest import REPO, configure
+from conftest import REPO, configure, doc_loss, encode
 
 torch = pytest.importorskip(
     "torch", reason="torch is not installed, so microgpt is not compared with PyTorch; to run "
@@ -92,21 +92,7 @@ def initial_weights(uchars):
     return microgpt.init_params(len(uchars) + 1)
 
 
-def tokenize(doc, uchars):
-    bos = len(uchars)
-    return [bos] + [uchars.index(ch) for ch in doc] + [bos]
-
-
-# microgpt's side: the loss of one document exactly as microgpt.train computes it ---------------
-
-def microgpt_loss(tokens, state_dict):
-    n = min(microgpt.block_size, len(tokens) - 1)
-    keys, values = [[] for _ in range(microgpt.n_layer)], [[] for _ in range(microgpt.n_layer)]
-    losses = []
-    for pos in range(n):
-        probs = microgpt.softmax(microgpt.gpt(tokens[pos], pos, keys, values, state_dict))
-        losses.append(-probs[tokens[pos + 1]].log())
-    return (1 / n) * microgpt.vsum(losses)
+# microgpt's side: conftest.doc_loss, the loss of one document exactly as microgpt.train builds it.
 
 
 # The PyTorch model, written from the architecture ----------------------------------------------
@@ -180,8 +166,8 @@ def test_pytorch_gives_the_same_loss_and_gradients(shape, uchars):
     state_dict = initial_weights(uchars)
     weights = as_tensors(state_dict)
     for doc in DOCS:
-        tokens = tokenize(doc, uchars)
-        loss = microgpt_loss(tokens, state_dict)
+        tokens = encode(doc, uchars)
+        loss = doc_loss(tokens, state_dict)
         loss.backward()
         grads = {name: [[p.grad for p in row] for row in matrix]
                  for name, matrix in state_dict.items()}
@@ -232,7 +218,7 @@ def test_twenty_adam_steps_match_pytorch(shape, uchars, monkeypatch):
     for step in range(NUM_STEPS):
         for p in params:
             p.grad = None
-        loss = torch_loss(weights, tokenize(DOCS[step % len(DOCS)], uchars))
+        loss = torch_loss(weights, encode(DOCS[step % len(DOCS)], uchars))
         loss.backward()
         expected_losses.append(loss.item())
         with torch.no_grad():
