@@ -9,7 +9,7 @@ def load_docs(path):  # the non-blank lines, stripped; a byte-order mark is not 
         return [d.strip() for d in f.read().removeprefix("\ufeff").split("\n") if d.strip()]
 
 # Tokenizer: each character in the dataset is a token, plus one more: BOS, beginning of sequence.
-def vocabulary(docs): return sorted(set("".join(docs)))  # uchars: a char's token id is its index
+def vocabulary(docs): return sorted(set("".join(docs)))  # uchars; char id: index; BOS: len(uchars)
 
 # Autograd: a Value is a number that remembers how it was computed, so the chain rule can run back.
 class Value:
@@ -47,7 +47,7 @@ class Value:
                 visited.add(v)
                 stack.append((v, True))  # come back to v once its children are in topo
                 for child in reversed(v._children):  # first child on top: recursion's order
-                    if child._children and child not in visited:  # a leaf passes nothing on
+                    if child._children and child not in visited:  # leaves: nothing to pass on
                         stack.append((child, False))
         # The chain rule from the loss back: a node's turn comes after every node that uses it
         self.grad = 1
@@ -58,8 +58,8 @@ class Value:
 # Parameters: the model's knowledge, random at first; these settings decide how much there is.
 n_layer = 1      # transformer blocks, one after the other
 n_embd = 16      # how many numbers stand for a token at a position: the model's width
-n_head = 4       # attention heads; each reads its own n_embd // n_head of those numbers
-block_size = 16  # the longest context, in tokens: BOS + input.txt's longest name (15 letters)
+n_head = 4       # attention heads; each uses its own n_embd // n_head slice of q, k and v
+block_size = 16  # longest input: BOS + input.txt's longest name (15); the last BOS is a target
 def init_params(vocab_size):  # state_dict: every weight matrix by name, as a list of rows
     matrix = lambda n_out, n_in: [[Value(random.gauss(0, 0.08)) for _ in range(n_in)]
                                   for _ in range(n_out)]  # small: all tokens start about equal
@@ -78,7 +78,7 @@ def parameters(state_dict): return [p for mat in state_dict.values() for row in 
 
 # Model: GPT-2 (but RMSNorm, no biases, ReLU): a token and its position in, logits (scores) out.
 # sum() of n products makes 2n nodes; dot and vsum make one, much faster, and change no bit: the
-# same additions in the same order, and the x1 links they skip change nothing (tests/test_model).
+# same additions in the same order, and the '+' nodes they skip only pass gradients on, times 1.
 def dot(a, b):  # sum(ai * bi for ai, bi in zip(a, b)), as one node
     data, children, local_grads = 0, [], []
     for ai, bi in zip(a, b):
@@ -110,15 +110,15 @@ def gpt(token_id, pos_id, keys, values, state_dict):  # keys, values: the KV cac
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     x = [t + p for t, p in zip(tok_emb, pos_emb)]
-    x = rmsnorm(x)  # not redundant: x_residual below keeps this x, and no other rmsnorm touches it
+    x = rmsnorm(x)  # not redundant: the residual path carries this x, un-normed, on to the logits
     for li in range(n_layer):
-        # 1) Attention: this position gathers information from every position so far
+        # 1) Attention: mix in this and earlier positions (the cache holds no later ones: causal)
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
         k = linear(x, state_dict[f"layer{li}.attn_wk"])  # what it can be found by
         v = linear(x, state_dict[f"layer{li}.attn_wv"])  # what it hands over when found
-        keys[li].append(k)  # KV cache, in training too: as Values, later losses train earlier k, v
+        keys[li].append(k)  # kept as Values: later positions' losses flow back into this k, v
         values[li].append(v)
         x_attn = []
         for h in range(n_head):  # each head attends with its own slice of q, k and v
@@ -126,7 +126,7 @@ def gpt(token_id, pos_id, keys, values, state_dict):  # keys, values: the KV cac
             q_h = q[hs:hs + head_dim]
             k_h = [k_t[hs:hs + head_dim] for k_t in keys[li]]  # [positions so far][head_dim]
             v_h = [v_t[hs:hs + head_dim] for v_t in values[li]]
-            # / sqrt(head_dim): q . k sums head_dim terms; big logits make softmax all-or-nothing
+            # head_dim random-sign terms sum to ~sqrt(head_dim): undo that, or softmax saturates
             attn_logits = [dot(q_h, k_h_t) / head_dim ** 0.5 for k_h_t in k_h]
             attn_weights = softmax(attn_logits)  # how much to take from each position
             head_out = [dot(attn_weights, [v_h_t[j] for v_h_t in v_h]) for j in range(head_dim)]
@@ -145,7 +145,7 @@ def gpt(token_id, pos_id, keys, values, state_dict):  # keys, values: the KV cac
 # Training: at each step, nudge every parameter a little, so that one name becomes likelier.
 num_steps = 1000       # training steps, one document each
 learning_rate = 0.01   # Adam's step size at the first step; it falls linearly toward 0
-beta1, beta2, eps_adam = 0.85, 0.99, 1e-8  # how slowly m and v forget (1: never); eps: no / 0
+beta1, beta2, eps_adam = 0.85, 0.99, 1e-8  # share of old m, v kept each step; eps avoids / 0
 def train(docs, uchars, state_dict):
     params, BOS = parameters(state_dict), len(uchars)
     m = [0.0] * len(params)  # first moment: a running mean of each parameter's gradient
@@ -179,11 +179,11 @@ def train(docs, uchars, state_dict):
             m_hat = m[i] / (1 - beta1 ** (step + 1))
             v_hat = v[i] / (1 - beta2 ** (step + 1))
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
-            p.grad = 0
+            p.grad = 0  # backward adds (+=) into grad: clear it for the next step
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
 
 # Inference: the trained model makes up new names, one token at a time, until it says BOS.
-temperature = 0.5  # divides the logits: < 1 favours likely letters (safer), > 1 evens odds out
+temperature = 0.5  # divides logits: 0.5 squares each odds ratio (safer), > 1 flattens them
 num_samples = 20   # how many names to make up
 def inference(uchars, state_dict, prompt=""):
     BOS = len(uchars)  # the last token id: vocab_size is BOS + 1
@@ -192,7 +192,7 @@ def inference(uchars, state_dict, prompt=""):
         tokens = [BOS] + [uchars.index(ch) for ch in prompt]  # a prompt is given, not drawn
         for pos_id in range(block_size):
             logits = gpt(tokens[pos_id], pos_id, keys, values, state_dict)
-            if pos_id + 1 < len(tokens): continue  # the next token is the prompt's: no draw
+            if pos_id + 1 < len(tokens): continue  # a prompt token: run only to fill the KV cache
             probs = softmax([logit / temperature for logit in logits])
             token_id = random.choices(range(BOS + 1), weights=[p.data for p in probs])[0]
             if token_id == BOS:
@@ -299,7 +299,7 @@ def main(argv=None):
     given = parse_args(argv)
     globals().update(DEFAULTS, **given)  # the flags override the settings above
     for flag in [flag for flag, name, _, _ in FLAGS[:8] if name in given and load_path]:
-        fail(f"{flag} cannot go with --load: the model file decides it", 2)
+        fail(f"{flag} cannot go with --load: the file fixes the shape, and no training runs", 2)
     if sys.implementation.name == "cpython":  # reference counts free the graph (it has no cycles),
         gc.disable()  # so the cycle collector only costs time; PyPy's collector frees everything
     try:

@@ -121,7 +121,7 @@ def test_a_prompt_character_outside_the_vocabulary_is_one_line(use_load, names, 
     ("--save", "again.json")])
 def test_a_setting_the_model_fixes_cannot_go_with_load(flag, value, saved, capsys):
     line = one_line(*run_main(capsys, ["--load", saved[0], flag, value]), expected_code=2)
-    assert line == f"microgpt: {flag} cannot go with --load: the model file decides it", line
+    assert line == f"microgpt: {flag} cannot go with --load: the file fixes the shape, and no training runs", line
 
 
 def edit(model, change):
