@@ -2,6 +2,7 @@
 
 microgpt's settings (n_layer, n_embd, ..., temperature) are module globals, as in the blog post,
 and main() sets them from the flags. Every test starts from the defaults written in the file."""
+import gc
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ def default_settings():
     vars(microgpt).update(microgpt.DEFAULTS)
     yield
     vars(microgpt).update(microgpt.DEFAULTS)
+    gc.enable()  # main() switches CPython's cycle collector off for its run; the tests need it
 
 
 def run_main(capsys, argv):
