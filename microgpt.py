@@ -194,6 +194,7 @@ def inference(uchars, state_dict, prompt=""):
             logits = gpt(tokens[pos_id], pos_id, keys, values, state_dict)
             if pos_id + 1 < len(tokens): continue  # a prompt token: run only to fill the KV cache
             probs = softmax([logit / temperature for logit in logits])
+            if not math.isfinite(sum(p.data for p in probs)): raise ValueError("NaN probabilities")
             token_id = random.choices(range(BOS + 1), weights=[p.data for p in probs])[0]
             if token_id == BOS:
                 break
@@ -318,8 +319,7 @@ def main(argv=None):
             state_dict = init_params(len(uchars) + 1)
             print(f"num params: {len(parameters(state_dict))}")
             train(docs, uchars, state_dict)
-            if save_path:
-                save_model(save_path, uchars, state_dict)
+            if save_path: save_model(save_path, uchars, state_dict)
         print("\n--- inference (new, hallucinated names) ---")  # (the step lines end in \r)
         inference(uchars, state_dict, prompt or "")
         sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest

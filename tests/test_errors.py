@@ -441,9 +441,10 @@ def test_sampling_from_blown_up_weights_blames_the_learning_rate_not_the_tempera
     code, out, err = run_main(capsys, ["--input", SHIPPED_INPUT, "--learning-rate", "1e300",
                                        "--num-steps", "1", "--num-samples", "2"])
     # The temperature is the default 0.5; what is wrong is the model: weights ~1e300 overflow
-    # in rmsnorm, and the logits that random.choices fails on are nan.
-    expected = ("microgpt: numbers out of range during sampling (Total of weights must be "
-                "finite): try a smaller --learning-rate\n")
+    # in rmsnorm, and the logits, so the probabilities, become nan (on every Python: inference()
+    # checks them, where Python 3.9's random.choices would draw from nan weights without a word).
+    expected = ("microgpt: numbers out of range during sampling (NaN probabilities): try a "
+                "smaller --learning-rate\n")
     evidence = f"exit {code}, stderr {err!r}, stdout {out!r}"
     assert code == 1 and err == expected, f"{evidence}\nexpected stderr {expected!r}"
     # Step 1's loss was finite (its line is printed in full); its update blew the weights up.
