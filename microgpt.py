@@ -27,7 +27,7 @@ class Value:
         return Value(self.data * other.data, (self, other), (other.data, self.data))
     def __pow__(self, k): return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
-    def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
+    def exp(self): return Value(e := math.exp(self.data), (self,), (e,))  # its own derivative
     def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
