@@ -1,163 +1,220 @@
-"""microgpt: Andrej Karpathy's microgpt (February 2026), faithfully: same algorithm, same output.
-Read it beside his blog post: the sections follow the post; main(), at the end, runs them."""
-import math, random
-# Dataset: the documents to learn from. Here each line of the input file is one name ("emma").
-input_path = "input.txt"  # if it is missing, makemore's list of names is downloaded into it
-seed = 42  # one random stream drives it all: the shuffle (in main), the first weights, samples
-def load_docs(path):  # the non-blank lines, stripped; a byte-order mark is not part of a name
-    with open(path, encoding="utf-8") as f:  # text mode: lines may also end in \r\n or \r
-        return [d.strip() for d in f.read().removeprefix("\ufeff").split("\n") if d.strip()]
+"""microgpt: the GPT of Andrej Karpathy's blog post "microgpt" (February 2026), in one file of
+pure Python. It trains on a list of names, then makes up new ones: the same algorithm as the
+post's program, and for the same input and seed the same output, to the last bit.
 
-# Tokenizer: each character in the dataset is a token, plus one more: BOS, beginning of sequence.
-def vocabulary(docs): return sorted(set("".join(docs)))  # uchars; char id: index; BOS: len(uchars)
+Read it beside the post: the sections below follow its listings, in its order, with its names.
+After them come an Efficiency section (the same numbers, computed faster) and the plumbing (the
+command line, saving and loading, errors). Run it with: python microgpt.py"""
+import math    # math.log, math.exp
+import os      # os.path.exists: is there an input.txt yet?
+import random  # random.seed, random.shuffle, random.gauss, random.choices
 
-# Autograd: a Value is a number that remembers how it was computed, so the chain rule can run back.
+
+# Dataset: the documents to learn from, one per line of input.txt. Here they are 32,033 names.
+input_path = "input.txt"  # the training text (--input)
+seed = 42  # one random stream, seeded once, drives it all: the shuffle, first weights, samples
+
+
+def load_docs(path):
+    if path == "input.txt" and not os.path.exists(path):  # only the default file is fetched
+        download_names(path)  # makemore's names.txt, as the post does (see the plumbing)
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a name
+        docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
+    random.shuffle(docs)
+    print(f"num docs: {len(docs)}")
+    return docs
+
+
+# Tokenizer: it turns text into token ids, one per character, and back. One more token, BOS,
+# marks where a document begins and ends.
+def tokenizer(docs):
+    uchars = sorted(set("".join(docs)))  # the characters that occur; a character's id: its index
+    BOS = len(uchars)  # the id of the Beginning Of Sequence token, after the characters'
+    vocab_size = len(uchars) + 1  # all the tokens: every character, and BOS
+    print(f"vocab size: {vocab_size}")
+    return uchars, BOS, vocab_size
+
+
+# Autograd: a Value is a number that remembers how it was computed, so that backward() can apply
+# the chain rule from the loss back to every number the loss was computed from.
 class Value:
-    __slots__ = ("data", "grad", "_children", "_local_grads")  # less memory, faster
+    __slots__ = ("data", "grad", "_children", "_local_grads")  # saves memory: there are many
+
     def __init__(self, data, children=(), local_grads=()):
-        self.data = data                 # the number itself, set by the forward pass
-        self.grad = 0                    # d loss / d this number, set by backward()
+        self.data = data                 # the number itself, computed in the forward pass
+        self.grad = 0                    # d loss / d this number, computed by backward()
         self._children = children        # the Values this one was computed from
-        self._local_grads = local_grads  # d this / d each child, computed now, in the forward pass
-    def __add__(self, other):  # a plain number is a constant: no node for it, no gradient to it
-        if not isinstance(other, Value): return Value(self.data + other, (self,), (1,))
+        self._local_grads = local_grads  # d this / d each child, known already in the forward pass
+
+    def __add__(self, other):
+        other = other if isinstance(other, Value) else Value(other)  # a plain number: a constant
         return Value(self.data + other.data, (self, other), (1, 1))
+
     def __mul__(self, other):
-        if not isinstance(other, Value): return Value(self.data * other, (self,), (other,))
+        other = other if isinstance(other, Value) else Value(other)
         return Value(self.data * other.data, (self, other), (other.data, self.data))
-    def __pow__(self, k): return Value(self.data ** k, (self,), (k * self.data ** (k - 1),))
+
+    def __pow__(self, k): return Value(self.data**k, (self,), (k * self.data**(k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
-    def exp(self): return Value(e := math.exp(self.data), (self,), (e,))  # its own derivative
+    def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
     def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
     def __sub__(self, other): return self + (-other)
     def __rsub__(self, other): return other + (-self)
     def __rmul__(self, other): return self * other
-    def __truediv__(self, other): return self * other ** -1
-    def __rtruediv__(self, other): return other * self ** -1
+    def __truediv__(self, other): return self * other**-1
+    def __rtruediv__(self, other): return other * self**-1
+
     def backward(self):
-        # micrograd's build_topo (children first), with a stack: no recursion depth limit
-        topo, visited, stack = [], set(), [(self, False)]
-        while stack:
-            v, children_done = stack.pop()
-            if children_done:
-                topo.append(v)
-            elif v not in visited:
+        # Put every node after the nodes it was computed from: children first, then the node
+        topo = []
+        visited = set()
+
+        def build_topo(v):
+            if v not in visited:
                 visited.add(v)
-                stack.append((v, True))  # come back to v once its children are in topo
-                for child in reversed(v._children):  # first child on top: recursion's order
-                    if child._children and child not in visited:  # leaves: nothing to pass on
-                        stack.append((child, False))
-        # The chain rule from the loss back: a node's turn comes after every node that uses it
+                for child in v._children:
+                    build_topo(child)
+                topo.append(v)
+        build_topo(self)
+
+        # The chain rule, from the loss back. A node's turn comes after every node that uses it,
+        # so its grad is complete when it hands a share to each of its children.
         self.grad = 1
         for v in reversed(topo):
             for child, local_grad in zip(v._children, v._local_grads):
                 child.grad += local_grad * v.grad
 
-# Parameters: the model's knowledge, random at first; these settings decide how much there is.
-n_layer = 1      # transformer blocks, one after the other
-n_embd = 16      # how many numbers stand for a token at a position: the model's width
-n_head = 4       # attention heads; each uses its own n_embd // n_head slice of q, k and v
-block_size = 16  # longest input: BOS + input.txt's longest name (15); the last BOS is a target
-def init_params(vocab_size):  # state_dict: every weight matrix by name, as a list of rows
-    matrix = lambda n_out, n_in: [[Value(random.gauss(0, 0.08)) for _ in range(n_in)]
-                                  for _ in range(n_out)]  # small: all tokens start about equal
-    state_dict = {"wte": matrix(vocab_size, n_embd),      # one row per token
-                  "wpe": matrix(block_size, n_embd),      # one row per position
-                  "lm_head": matrix(vocab_size, n_embd)}  # from n_embd back to one per token
-    for li in range(n_layer):
-        state_dict[f"layer{li}.attn_wq"] = matrix(n_embd, n_embd)
-        state_dict[f"layer{li}.attn_wk"] = matrix(n_embd, n_embd)
-        state_dict[f"layer{li}.attn_wv"] = matrix(n_embd, n_embd)
-        state_dict[f"layer{li}.attn_wo"] = matrix(n_embd, n_embd)
-        state_dict[f"layer{li}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
-        state_dict[f"layer{li}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
-    return state_dict
-def parameters(state_dict): return [p for mat in state_dict.values() for row in mat for p in row]
 
-# Model: GPT-2 (but RMSNorm, no biases, ReLU): a token and its position in, logits (scores) out.
-# sum() of n products makes 2n nodes; dot and vsum make one, much faster, and change no bit: the
-# same additions in the same order, and the '+' nodes they skip only pass gradients on, times 1.
-def dot(a, b):  # sum(ai * bi for ai, bi in zip(a, b)), as one node
-    data, children, local_grads = 0, [], []
-    for ai, bi in zip(a, b):
-        data += ai.data * bi.data
-        children.append(ai)
-        children.append(bi)
-        local_grads.append(bi.data)
-        local_grads.append(ai.data)
-    return Value(data, children, local_grads)
-def vsum(terms):  # sum(terms), as one node
-    data = 0
-    for t in terms:  # not sum() of the floats: Python 3.12+ rounds that more carefully
-        data += t.data
-    return Value(data, terms, [1] * len(terms))
-def linear(x, w):  # [n_in] -> [n_out]: one dot product per row of w
-    return [dot(w_row, x) for w_row in w]
-def softmax(logits):  # scores -> probabilities: positive, adding up to 1
-    # Minus the max: e^-max cancels in the division, and every exp is <= 1, so none can overflow
+# Parameters: the knowledge of the model, random at first and learned in training. These
+# settings decide how many numbers there are.
+n_layer = 1      # how many transformer blocks, one after the other: the depth
+n_embd = 16      # how many numbers stand for a token at a position: the width
+block_size = 16  # the longest context; the longest name is 15 characters, plus the BOS before it
+n_head = 4       # attention heads: each works on its own n_embd // n_head slice of q, k and v
+
+
+def matrix(nout, nin, std=0.08):
+    # Small random numbers: at first the model gives every next token about the same chance
+    return [[Value(random.gauss(0, std)) for _ in range(nin)] for _ in range(nout)]
+
+
+def init_params(vocab_size):
+    state_dict = {"wte": matrix(vocab_size, n_embd),      # token embeddings: a row per token
+                  "wpe": matrix(block_size, n_embd),      # position embeddings: a row per position
+                  "lm_head": matrix(vocab_size, n_embd)}  # from n_embd numbers, a score per token
+    for i in range(n_layer):
+        state_dict[f"layer{i}.attn_wq"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{i}.attn_wk"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{i}.attn_wv"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)
+        state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
+        state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
+    params = [p for mat in state_dict.values() for row in mat for p in row]  # one flat list
+    print(f"num params: {len(params)}")
+    return state_dict, params
+
+
+# Architecture: GPT-2, with small differences (RMSNorm for LayerNorm, no biases, ReLU for GeLU).
+# gpt() takes one token and its position, and gives logits: a score for every possible next token.
+def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row of w
+    return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
+
+
+def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
+    # Minus the max changes no probability (e^-max cancels in the division), and then no exp is
+    # above 1, so none can overflow
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
-    total = vsum(exps)
+    total = sum(exps)
     return [e / total for e in exps]
+
+
 def rmsnorm(x):  # rescale x so that the mean of its squares is 1
-    ms = dot(x, x) / len(x)
+    ms = sum(xi * xi for xi in x) / len(x)
     scale = (ms + 1e-5) ** -0.5  # the 1e-5 keeps an all-zero x from dividing by 0
     return [xi * scale for xi in x]
-def gpt(token_id, pos_id, keys, values, state_dict):  # keys, values: the KV cache, per layer
-    head_dim = n_embd // n_head
+
+
+def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...: the sum of products that attention takes twice
+    return sum(ai * bi for ai, bi in zip(a, b))
+
+
+def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
+    # keys, values: the KV cache, a list per layer of what earlier positions computed
+    head_dim = n_embd // n_head  # each head's share of the embedding
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
-    x = [t + p for t, p in zip(tok_emb, pos_emb)]
-    x = rmsnorm(x)  # not redundant: the residual path carries this x, un-normed, on to the logits
+    x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
+    # Not redundant: a block's own rmsnorm norms only the copy it works on, while the residual
+    # stream below carries this x itself on to the logits
+    x = rmsnorm(x)
+
     for li in range(n_layer):
-        # 1) Attention: mix in this and earlier positions (the cache holds no later ones: causal)
+        # 1) Multi-head attention: this position takes in what it needs from itself and the
+        # positions before it. The cache holds no later ones: that is what makes it causal.
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
         k = linear(x, state_dict[f"layer{li}.attn_wk"])  # what it can be found by
         v = linear(x, state_dict[f"layer{li}.attn_wv"])  # what it hands over when found
-        keys[li].append(k)  # kept as Values: later positions' losses flow back into this k, v
+        # Kept as Values: the losses of later positions flow back through the cache into k and v
+        keys[li].append(k)
         values[li].append(v)
         x_attn = []
-        for h in range(n_head):  # each head attends with its own slice of q, k and v
+        for h in range(n_head):
             hs = h * head_dim
             q_h = q[hs:hs + head_dim]
-            k_h = [k_t[hs:hs + head_dim] for k_t in keys[li]]  # [positions so far][head_dim]
-            v_h = [v_t[hs:hs + head_dim] for v_t in values[li]]
-            # head_dim random-sign terms sum to ~sqrt(head_dim): undo that, or softmax saturates
-            attn_logits = [dot(q_h, k_h_t) / head_dim ** 0.5 for k_h_t in k_h]
+            k_h = [ki[hs:hs + head_dim] for ki in keys[li]]  # [positions so far][head_dim]
+            v_h = [vi[hs:hs + head_dim] for vi in values[li]]
+            # A sum of head_dim products of random sign grows like sqrt(head_dim). Dividing by
+            # that keeps the logits near 1, so softmax does not saturate on a single position.
+            attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
             attn_weights = softmax(attn_logits)  # how much to take from each position
-            head_out = [dot(attn_weights, [v_h_t[j] for v_h_t in v_h]) for j in range(head_dim)]
-            x_attn.extend(head_out)  # head_out: the v's, averaged with attn_weights
-        x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # mix the heads back together
+            if attention is not None:  # a caller that wants to look inside (--inspect)
+                attention.append(attn_weights)
+            # Each of the head's numbers: the v's of all positions, averaged with those weights
+            head_out = [dot(attn_weights, [vt[j] for vt in v_h]) for j in range(head_dim)]
+            x_attn.extend(head_out)
+        x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # the heads, mixed back together
         x = [a + b for a, b in zip(x, x_residual)]  # residual: the block adds to x, not replaces
-        # 2) MLP: each position on its own, widened 4x, through ReLU, and narrowed back
+
+        # 2) MLP: each position on its own: widened 4x, through ReLU, narrowed back
         x_residual = x
         x = rmsnorm(x)
         x = linear(x, state_dict[f"layer{li}.mlp_fc1"])
         x = [xi.relu() for xi in x]
         x = linear(x, state_dict[f"layer{li}.mlp_fc2"])
         x = [a + b for a, b in zip(x, x_residual)]
-    return linear(x, state_dict["lm_head"])  # the logits: [n_embd] -> [vocab_size]
 
-# Training: at each step, nudge every parameter a little, so that one name becomes likelier.
-num_steps = 1000       # training steps, one document each
-learning_rate = 0.01   # Adam's step size at the first step; it falls linearly toward 0
-beta1, beta2, eps_adam = 0.85, 0.99, 1e-8  # share of old m, v kept each step; eps avoids / 0
-def train(docs, uchars, state_dict):
-    params, BOS = parameters(state_dict), len(uchars)
-    m = [0.0] * len(params)  # first moment: a running mean of each parameter's gradient
-    v = [0.0] * len(params)  # second moment: a running mean of its square
+    logits = linear(x, state_dict["lm_head"])  # [n_embd] -> [vocab_size]
+    return logits
+
+
+# Training: show the model one document at a time, and nudge every parameter so that the
+# document becomes a little more likely. Adam is the optimizer that does the nudging.
+num_steps = 1000      # training steps, one document each
+learning_rate = 0.01  # how far Adam moves a parameter at the first step; it falls linearly to 0
+beta1 = 0.85          # Adam keeps 85% of m at each step, and mixes in 15% of the new gradient
+beta2 = 0.99          # and 99% of v, with 1% of the new gradient squared
+eps_adam = 1e-8       # keeps Adam from dividing by 0 when a gradient is 0
+
+
+def train(docs, uchars, BOS, state_dict, params, step_losses):
+    # step_losses: the caller's list; each step's loss is added to it (the run reports them)
+    m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
+    v = [0.0] * len(params)  # its second moment: a running mean of the gradient squared
+
     for step in range(num_steps):
+
         # Take one document and tokenize it, with BOS on both sides: predicting from the first
         # BOS teaches how names begin, and predicting the last one teaches where they end
         doc = docs[step % len(docs)]
         tokens = [BOS] + [uchars.index(ch) for ch in doc] + [BOS]
-        n = min(block_size, len(tokens) - 1)  # positions to predict; a longer name is cut
+        n = min(block_size, len(tokens) - 1)  # the positions to predict; a longer name is cut
 
-        # Forward: predict every next token, with a fresh KV cache, building the graph to the loss
+        # Forward: predict each next token with a fresh KV cache, building the graph to the loss
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
         losses = []
         for pos_id in range(n):
@@ -166,165 +223,757 @@ def train(docs, uchars, state_dict):
             probs = softmax(logits)
             loss_t = -probs[target_id].log()  # 0 when the model was sure of the right token
             losses.append(loss_t)
-        loss = (1 / n) * vsum(losses)  # the mean: long names weigh no more than short ones
-        if not math.isfinite(loss.data): raise FloatingPointError(f"the loss is {loss.data}")
+        loss = (1 / n) * sum(losses)  # the mean: a long name weighs no more than a short one
+        if not math.isfinite(loss.data):  # blown up (too large a learning rate): stop right here,
+            raise FloatingPointError(f"the loss is {loss.data}")  # before it spreads everywhere
 
-        loss.backward()  # Backward: the gradient of the loss with respect to every parameter
-        # Adam: step each parameter by its gradient's running mean over its typical size (sqrt v),
-        # so each moves ~lr_t. m, v start at 0, too small early: / (1 - beta**(step + 1)) undoes it
-        lr_t = learning_rate * (1 - step / num_steps)
+        # Backward: the gradient of the loss with respect to every parameter
+        loss.backward()
+
+        # Adam: move each parameter against m, its gradient's running mean, divided by sqrt(v),
+        # the gradient's typical size: so each moves about lr_t, whatever its gradient's scale
+        lr_t = learning_rate * (1 - step / num_steps)  # linear decay
         for i, p in enumerate(params):
             m[i] = beta1 * m[i] + (1 - beta1) * p.grad
             v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
+            # m and v start at 0, so the early ones are too small: dividing by 1 - beta**(step + 1)
+            # scales them back up (by less and less, as that goes to 1)
             m_hat = m[i] / (1 - beta1 ** (step + 1))
             v_hat = v[i] / (1 - beta2 ** (step + 1))
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
-            p.grad = 0  # backward adds (+=) into grad: clear it for the next step
-        print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
+            p.grad = 0  # backward adds into grad (+=), so clear it for the next step
 
-# Inference: the trained model makes up new names, one token at a time, until it says BOS.
-temperature = 0.5  # divides logits: 0.5 squares each odds ratio (safer), > 1 flattens them
+        print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
+        step_losses.append(loss.data)
+
+
+# Inference: the trained model makes up new names, one token at a time, until it picks BOS.
+temperature = 0.5  # logits are divided by it: 0.5 squares each odds ratio (safer names)
 num_samples = 20   # how many names to make up
-def inference(uchars, state_dict, prompt=""):
-    BOS = len(uchars)  # the last token id: vocab_size is BOS + 1
+prompt = ""        # letters that every name starts with (--prompt); the post has none
+
+
+def inference(uchars, BOS, vocab_size, state_dict, samples):
+    # samples: the caller's list; each name made up is added to it
+    print("\n--- inference (new, hallucinated names) ---")
     for sample_idx in range(num_samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
-        tokens = [BOS] + [uchars.index(ch) for ch in prompt]  # a prompt is given, not drawn
-        for pos_id in range(block_size):
-            logits = gpt(tokens[pos_id], pos_id, keys, values, state_dict)
-            if pos_id + 1 < len(tokens): continue  # a prompt token: run only to fill the KV cache
-            probs = softmax([logit / temperature for logit in logits])
-            if not math.isfinite(sum(p.data for p in probs)): raise ValueError("NaN probabilities")
-            token_id = random.choices(range(BOS + 1), weights=[p.data for p in probs])[0]
-            if token_id == BOS:
-                break
-            tokens.append(token_id)
-        print(f"sample {sample_idx + 1:2d}: {''.join(uchars[t] for t in tokens[1:])}")
+        token_id = BOS
+        sample = []
+        for ch in prompt:  # a prompt's letters are given, not drawn: feed them in, one by one
+            gpt(token_id, len(sample), keys, values, state_dict)  # only to fill the KV cache
+            token_id = uchars.index(ch)
+            sample.append(ch)
 
-# Plumbing: the command line, saving and loading models, the download, one line for each error.
-import argparse, gc, json, os, sys, traceback  # noqa: E402 (the algorithm: math, random only)
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
-FLAGS = [  # flag, the setting it overrides (default: its value above), values allowed, meaning
-    ("--input", "input_path", "", "training text, one document per line"),
-    ("--n-layer", "n_layer", "> 0", "number of transformer layers"),
-    ("--n-embd", "n_embd", "> 0", "width of the embeddings"),
-    ("--n-head", "n_head", "> 0", "attention heads; must divide --n-embd"),
-    ("--block-size", "block_size", "> 0", "longest context; longer documents are cut"),
-    ("--num-steps", "num_steps", ">= 0", "training steps, one document each"),
-    ("--learning-rate", "learning_rate", ">= 0", "Adam's learning rate, decayed to 0"),
-    ("--save", "save_path", "", "after training, save the model to this JSON file"),
-    ("--seed", "seed", "", "random seed"),
-    ("--temperature", "temperature", "> 0", "sampling temperature; lower: safer"),
-    ("--num-samples", "num_samples", ">= 0", "names to sample after training"),
-    ("--prompt", "prompt", "", "text that every sample starts with"),
-    ("--load", "load_path", "", "sample from a model saved with --save, without training")]
-DEFAULTS = {name: globals().get(name) for _, name, _, _ in FLAGS}  # the values set above, or None
-def parse_args(argv=None, error=None):  # {setting: value} for the flags given, checked
-    p = argparse.ArgumentParser("microgpt", argument_default=argparse.SUPPRESS)  # given flags only
-    p.error = error or p.error  # a saved model's settings are checked here too, with their error
-    for flag, name, _, meaning in FLAGS:
-        default = "" if DEFAULTS[name] is None else f" (default: {DEFAULTS[name]})"
-        p.add_argument(flag, dest=name, type=type(DEFAULTS[name] or ""), help=meaning + default)
-    given = vars(p.parse_args(argv))
-    for flag, name, rule, _ in FLAGS:  # numbers: finite, and above 0 (or at least 0)
-        x = given.get(name, 1)
-        if rule and not (math.isfinite(x) and (x > 0 or x == 0 and rule == ">= 0")):
-            p.error(f"{flag} must be a finite number {rule}, not {x}")
-    n_embd, n_head = (given.get(name, DEFAULTS[name]) for name in ("n_embd", "n_head"))
-    return p.error(f"--n-embd ({n_embd}) must be divisible by --n-head ({n_head})") \
-        if n_embd % n_head else given
-def fail(message, code=1):  # one line on stderr: a reason, not a traceback
-    print(f"microgpt: {message}", file=sys.stderr)
-    sys.exit(code)
-def read_docs(path):  # load_docs, after downloading the default input.txt if it is missing
-    if path == "input.txt" and not os.path.exists(path):
-        import urllib.request  # only here: most runs never need it, and it costs ~7 MB
-        print(f"microgpt: {path} not found, downloading {NAMES_URL}", file=sys.stderr)
-        try:
-            with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
-                write_file(path, response.read())
-        except Exception as e:  # refused, 404, cut off midway, ...
-            fail(f"cannot download {NAMES_URL} to {path} ({getattr(e, 'reason', e)}): use --input")
-    return load_docs(path) or fail(f"{path} has no documents: it is empty or has only blank lines")
-def write_file(path, data):  # all or nothing: into a .part file, renamed once it is complete
+        for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
+            logits = gpt(token_id, pos_id, keys, values, state_dict)
+            probs = softmax([logit / temperature for logit in logits])
+            if not all(math.isfinite(p.data) for p in probs):  # nothing to draw from: stop here
+                raise FloatingPointError("NaN probabilities")
+            token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
+            if token_id == BOS:  # the model says: the name ends here
+                break
+            sample.append(uchars[token_id])
+        print(f"sample {sample_idx + 1:2d}: {''.join(sample)}")
+        samples.append("".join(sample))
+
+
+# Efficiency: the same program, faster, and not one bit different. As the post says, the code
+# above is the complete algorithm, and everything else is just efficiency. main() swaps these in
+# for the plain code above while it runs (see efficiency() below); --plain runs without them.
+# Each says why its numbers are the same; tests/test_efficiency.py proves it, bit for bit.
+import contextlib  # noqa: E402 (the algorithm needs math, os and random only)
+import gc  # noqa: E402
+import sys  # noqa: E402
+
+
+def fused_dot(a, b):
+    # dot(a, b) as one node instead of 2n. The same products, added in the same order from 0,
+    # give the same value. Backward hands each factor the same share (the other factor times
+    # this node's grad), because the '+' nodes it skips pass their grad on times 1, exactly.
+    data, children, local_grads = 0, [], []
+    for ai, bi in zip(a, b):
+        data += ai.data * bi.data
+        children.append(ai)
+        children.append(bi)
+        local_grads.append(bi.data)
+        local_grads.append(ai.data)
+    return Value(data, children, local_grads)
+
+
+def fused_sum(terms):
+    # sum(terms) as one node: the same additions, in order, from 0; each term's grad is this one's
+    data = 0
+    for t in terms:  # a loop, not sum() of the floats: Python 3.12's sum() rounds more exactly
+        data += t.data
+    return Value(data, terms, [1] * len(terms))
+
+
+def fused_linear(x, w):  # linear() with one node per row (fused_dot)
+    return [fused_dot(wo, x) for wo in w]
+
+
+def fused_softmax(logits):  # softmax() with its total as one node (fused_sum)
+    max_val = max(val.data for val in logits)
+    exps = [(val - max_val).exp() for val in logits]
+    total = fused_sum(exps)
+    return [e / total for e in exps]
+
+
+def fused_rmsnorm(x):  # rmsnorm() with its sum of squares as one node (fused_dot)
+    ms = fused_dot(x, x) / len(x)
+    scale = (ms + 1e-5) ** -0.5
+    return [xi * scale for xi in x]
+
+
+def add_constant_free(self, other):
+    # No node for a plain number: nothing reads a constant's grad, and with it gone from the
+    # graph, backward visits the other nodes in the same order
+    if isinstance(other, Value):
+        return Value(self.data + other.data, (self, other), (1, 1))
+    return Value(self.data + other, (self,), (1,))
+
+
+def mul_constant_free(self, other):  # as add_constant_free
+    if isinstance(other, Value):
+        return Value(self.data * other.data, (self, other), (other.data, self.data))
+    return Value(self.data * other, (self,), (other,))
+
+
+def exp_once(self):  # math.exp once, not twice: the same number either way
+    e = math.exp(self.data)
+    return Value(e, (self,), (e,))
+
+
+def backward_without_recursion(self):
+    # build_topo's order without its recursion, which a deep graph would take past Python's
+    # recursion limit. The stack holds the nodes build_topo would be inside of, each with
+    # the children still to visit; a leaf has nothing to hand on, so it is left out.
+    topo = []
+    visited = {self}
+    stack = [(self, iter(self._children))]
+    while stack:
+        v, children = stack[-1]
+        for child in children:  # resumes after the children visited before
+            if child._children and child not in visited:
+                visited.add(child)
+                stack.append((child, iter(child._children)))
+                break
+        else:  # no child left to visit: v follows all of them
+            stack.pop()
+            topo.append(v)
+    self.grad = 1
+    for v in reversed(topo):
+        for child, local_grad in zip(v._children, v._local_grads):
+            child.grad += local_grad * v.grad
+
+
+FAST_FUNCTIONS = {"linear": fused_linear, "softmax": fused_softmax, "rmsnorm": fused_rmsnorm,
+                  "dot": fused_dot}
+FAST_METHODS = {"__add__": add_constant_free, "__mul__": mul_constant_free, "exp": exp_once,
+                "backward": backward_without_recursion}
+
+
+@contextlib.contextmanager
+def efficiency(enabled=True):
+    """While a run lasts: the fast versions above in place of the plain ones, and on CPython no
+    cycle collector. After it, everything is as it was."""
+    if not enabled:
+        yield
+        return
+    plain_functions = {name: globals()[name] for name in FAST_FUNCTIONS}
+    plain_methods = {name: vars(Value)[name] for name in FAST_METHODS}
+    collector_was_on = gc.isenabled()
+    globals().update(FAST_FUNCTIONS)
+    for name, method in FAST_METHODS.items():
+        setattr(Value, name, method)
+    # The fast graph has no reference cycles, so CPython frees it by reference counting alone,
+    # and the collector only costs time. (The plain build_topo refers to itself, a cycle that
+    # holds a whole graph until the collector runs: --plain leaves it on.) PyPy needs its
+    # collector for everything.
+    if sys.implementation.name == "cpython":
+        gc.disable()
     try:
-        with open(path + ".part", "wb") as f: f.write(data)
-        os.replace(path + ".part", path)
-    except OSError as e:
-        fail(f"cannot write {path}: {e.strerror.lower()}")
+        yield
     finally:
-        if os.path.exists(path + ".part"): os.remove(path + ".part")  # failed or interrupted
-def save_model(path, uchars, state_dict):  # JSON, for people too; repr'd floats come back exact
-    saved = [f"{flag}={globals()[name]}" for flag, name, _, _ in FLAGS[1:5] + FLAGS[9:11]]
-    model = {"microgpt": 1, "settings": saved, "uchars": "".join(uchars),  # 1: format version
-             "state_dict": {k: [[p.data for p in r] for r in m] for k, m in state_dict.items()},
-             "random_state": random.getstate()}  # where the samples start
-    write_file(path, json.dumps(model, indent=1, allow_nan=False).encode())
-def load_model(path, given):  # (uchars, state_dict) as saved, or an error saying what is wrong
-    with open(path, encoding="utf-8") as f:
-        model = json.load(f)  # not JSON, or cut off: a ValueError that says where
-    version = model.get("microgpt") if isinstance(model, dict) else None  # the format's version
-    if version != 1:
-        raise ValueError(f"format version {version}, not 1" if version else "not a microgpt model")
-    saved = parse_args(model["settings"], lambda why: fail(f"cannot read {path}: {why}"))
-    globals().update(saved, **given)  # --seed, --temperature, --num-samples: what was asked for
-    uchars, saved = list(model["uchars"]), model["state_dict"]
-    state_dict = init_params(len(uchars) + 1)  # the shapes; the numbers come from the file
-    for name, mat in state_dict.items():  # finite floats, in the rows and columns set above
-        if [[type(x) is float and math.isfinite(x) for x in row] for row in saved[name]] != \
-                [[True] * len(row) for row in mat]:
-            raise ValueError(f"state_dict.{name} is not {len(mat)} x {len(mat[0])} finite numbers")
-    for p, x in zip(parameters(state_dict), [x for k in state_dict for r in saved[k] for x in r]):
-        p.data = x
-    version, state, gauss = model["random_state"]
-    random.setstate((version, tuple(state), gauss)) if "seed" not in given else random.seed(seed)
-    return uchars, state_dict
-def explain(e):  # (one line on what went wrong and where, the exit code)
-    frames = {f.f_code.co_name: f.f_locals for f, _ in traceback.walk_tb(e.__traceback__)}
-    step = frames.get("train", {}).get("step")  # read off the traceback
-    where = ("during sampling" if "inference" in frames else "while saving" if "save_model" in
-             frames else "while loading" if step is None else f"at step {step + 1}")
-    if isinstance(e, KeyboardInterrupt): return f"interrupted {where}", 130
-    if isinstance(e, OSError): return f"cannot read {e.filename}: {e.strerror.lower()}", 1
-    if isinstance(e, UnicodeEncodeError):  # a ValueError, but about the terminal, not numbers
-        return f"{e.encoding} output cannot show {e.object[e.start]!r}: PYTHONIOENCODING=utf-8", 1
-    if where == "while loading":  # the input text, or a model file not as --save wrote it
-        why = (f"not valid UTF-8 at byte {e.start}" if isinstance(e, UnicodeDecodeError) else
-               f"no {e}" if isinstance(e, KeyError) else e)
-        return f"cannot read {load_path or input_path}: {why}", 1
-    logits = frames.get("inference", {}).get("logits", [])  # what sampling was dividing by T
-    cold = "sampling" in where and all(math.isfinite(logit.data) for logit in logits)
-    fix = "larger --temperature" if cold else "smaller --learning-rate"  # too cold, or blown up
-    return f"numbers out of range {where} ({e.args[-1]}): try a {fix}", 1
-def main(argv=None):
-    given = parse_args(argv)
-    globals().update(DEFAULTS, **given)  # the flags override the settings above
-    for flag in [flag for flag, name, _, _ in FLAGS[:8] if name in given and load_path]:
-        fail(f"{flag} cannot go with --load: the file fixes the shape, and no training runs", 2)
-    if sys.implementation.name == "cpython":  # reference counts free the graph (it has no cycles),
-        gc.disable()  # so the cycle collector only costs time; PyPy's collector frees everything
+        globals().update(plain_functions)
+        for name, method in plain_methods.items():
+            setattr(Value, name, method)
+        if collector_was_on:
+            gc.enable()
+
+
+# Plumbing: the command line, the download, saving and loading a model, looking inside it, and
+# one clear line for each failure a user can cause. Nothing here changes what is computed.
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import unicodedata  # noqa: E402
+
+# The run's own settings, besides those of the algorithm above
+load_path = ""      # sample from this saved model instead of training (--load)
+save_path = ""      # after training, save the model to this file (--save)
+plain = False       # run the algorithm exactly as written above, without Efficiency (--plain)
+inspect_text = ""   # after sampling, show what the model does with this text (--inspect)
+
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
+
+# Every flag: the setting it sets, its type, the values it allows, its role and what it means.
+# The role says what a saved model does with it:
+#   shape     the file keeps it, so it cannot go with --load (the file's value holds)
+#   training  no training runs with --load, so it cannot go with it; the file does not keep it
+#   sampling  the file keeps it; given with --load, the flag's value is used instead
+#   run       this run's alone: it goes with anything, and no file keeps it
+Flag = collections.namedtuple("Flag", "name setting type rule role meaning")
+FLAGS = [
+    Flag("--input", "input_path", str, "", "training", "training text, one document per line"),
+    Flag("--seed", "seed", int, "", "run", "random seed"),
+    Flag("--n-layer", "n_layer", int, "> 0", "shape", "number of transformer layers"),
+    Flag("--n-embd", "n_embd", int, "> 0", "shape", "width of the embeddings"),
+    Flag("--n-head", "n_head", int, "> 0", "shape", "attention heads; must divide --n-embd"),
+    Flag("--block-size", "block_size", int, "> 0", "shape",
+         "longest context; longer documents are cut"),
+    Flag("--num-steps", "num_steps", int, ">= 0", "training", "training steps, one document each"),
+    Flag("--learning-rate", "learning_rate", float, ">= 0", "training",
+         "Adam's learning rate, decayed to 0"),
+    Flag("--temperature", "temperature", float, "> 0", "sampling",
+         "sampling temperature; lower: safer"),
+    Flag("--num-samples", "num_samples", int, ">= 0", "sampling", "names to sample after training"),
+    Flag("--prompt", "prompt", str, "", "run", "text that every sample starts with"),
+    Flag("--save", "save_path", str, "", "training",
+         "after training, save the model to this JSON file"),
+    Flag("--load", "load_path", str, "", "run",
+         "sample from a model saved with --save, without training"),
+    Flag("--plain", "plain", bool, "", "run",
+         "run the algorithm as written, without the Efficiency section (slower)"),
+    Flag("--inspect", "inspect_text", str, "not empty", "run",
+         "after sampling, show what the model does with this text"),
+]
+DEFAULTS = {flag.setting: globals()[flag.setting] for flag in FLAGS}  # the values written above
+CLOSED_PIPE = 141  # the exit status a shell reports for a program stopped by a closed pipe
+
+
+def allowed(value, rule):
+    if rule == "> 0":
+        return math.isfinite(value) and value > 0
+    if rule == ">= 0":
+        return math.isfinite(value) and value >= 0
+    if rule == "not empty":
+        return value != ""
+    return True
+
+
+def parse_flags(argv=None):
+    """{setting: value} for each flag given, checked; otherwise a usage error (exit 2)."""
+    parser = argparse.ArgumentParser("microgpt", argument_default=argparse.SUPPRESS,
+                                     description="Train a tiny GPT on a list of names, then "
+                                                 "make up new ones.")
+    for flag in FLAGS:
+        if flag.type is bool:
+            parser.add_argument(flag.name, dest=flag.setting, action="store_true",
+                                help=flag.meaning)
+            continue
+        default = DEFAULTS[flag.setting]
+        meaning = f"{flag.meaning} (default: {default})" if default != "" else flag.meaning
+        metavar = flag.name[2:].upper().replace("-", "_")
+        parser.add_argument(flag.name, dest=flag.setting, type=flag.type, metavar=metavar,
+                            help=meaning)
+    given = vars(parser.parse_args(argv))
+
+    for flag in FLAGS:
+        if flag.setting in given and not allowed(given[flag.setting], flag.rule):
+            rule = "not empty" if flag.rule == "not empty" else f"a finite number {flag.rule}"
+            parser.error(f"{flag.name} must be {rule}, not {given[flag.setting]!r}")
+    if "load_path" in given:
+        for flag in FLAGS:
+            if flag.setting in given and flag.role in ("shape", "training"):
+                raise Failure(f"{flag.name} cannot go with --load: the file fixes the shape, "
+                              f"and no training runs", 2)
+    else:
+        embd, head = given.get("n_embd", n_embd), given.get("n_head", n_head)
+        if embd % head:
+            parser.error(f"--n-embd ({embd}) must be divisible by --n-head ({head})")
+    return given
+
+
+def use_settings(settings):
+    """The one place that changes the settings written above (each must be one of them)."""
+    for name, value in settings.items():
+        if name not in DEFAULTS:
+            raise KeyError(f"{name} is not a setting")
+        globals()[name] = value
+
+
+class Failure(Exception):
+    """What a user can cause and fix: one line on standard error, and an exit code."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+class OutputFailure(Failure):
+    """Standard output could not take what was printed: full, closed, or not able to encode it."""
+
+
+class Output:
+    """Standard output during a run: a write that fails is the output's failure, whoever wrote."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except (OSError, UnicodeEncodeError) as e:
+            raise output_failure(e) from None
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except OSError as e:
+            raise output_failure(e) from None
+
+
+def output_failure(e):
+    if isinstance(e, BrokenPipeError):  # the reader has gone (`| head`): nothing to say
+        return OutputFailure("", CLOSED_PIPE)
+    if isinstance(e, UnicodeEncodeError):
+        return OutputFailure(f"{e.encoding} output cannot show {e.object[e.start]!r}: "
+                             f"PYTHONIOENCODING=utf-8")
+    return OutputFailure(f"cannot write the output: {describe(e)}")
+
+
+def describe(e):  # an OSError, as a user reads it: "no such file or directory"
+    return (e.strerror or str(e)).lower()
+
+
+def out_of_range(e):
+    """Whether the numbers themselves went wrong: too large, divided by 0, log of 0..."""
+    return isinstance(e, ArithmeticError) or isinstance(e, ValueError) and (
+        str(e) == "math domain error")
+
+
+def reason(e):  # what a numeric error says: OverflowError(34, 'Numerical result out of range')
+    return e.args[-1] if e.args else type(e).__name__
+
+
+def write_atomically(path, data):
+    """All of data at path, or nothing: written to a file of this run's own beside it, then
+    renamed. Another run writing the same path uses a name of its own."""
+    part = f"{path}.{os.getpid()}.part"
+    f = open(part, "xb")  # x: fails rather than take over a file that is not this run's
     try:
+        with f:
+            f.write(data)
+        os.replace(part, path)
+    except BaseException:  # failed or interrupted: remove this run's file, and only it
+        os.remove(part)
+        raise
+
+
+def download_names(path):
+    import http.client  # here, not at the top: most runs never need them, and they cost 6 MB
+    import urllib.request
+    print(f"microgpt: {path} not found, downloading {NAMES_URL}", file=sys.stderr)
+    try:
+        with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
+            data = response.read()
+    except (OSError, http.client.HTTPException) as e:  # refused, 404, cut off midway, ...
+        raise Failure(f"cannot download {NAMES_URL} to {path} ({getattr(e, 'reason', e)}): "
+                      f"use --input") from None
+    try:
+        write_atomically(path, data)
+    except OSError as e:
+        raise Failure(f"cannot write {path}: {describe(e)}") from None
+
+
+def first_bad_byte(path):  # where a file stops being UTF-8, counted in bytes from 0
+    with open(path, "rb") as f:
+        try:
+            f.read().decode("utf-8")
+        except UnicodeDecodeError as e:
+            return e.start
+
+
+def read_input(path):
+    """The reading phase: the documents, or a Failure saying why there are none."""
+    try:
+        docs = load_docs(path)
+    except KeyboardInterrupt:
+        raise Failure(f"interrupted while reading {path}", 130) from None
+    except UnicodeDecodeError:
+        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {first_bad_byte(path)}") \
+            from None
+    except OSError as e:
+        raise Failure(f"cannot read {path}: {describe(e)}") from None
+    if not docs:
+        raise Failure(f"{path} has no documents: it is empty or has only blank lines")
+    return docs
+
+
+def check_text(flag, text, uchars, limit=None):
+    """A --prompt or --inspect text the model can read: its letters in the vocabulary (exit 2)."""
+    for ch in text:
+        if ch not in uchars:
+            raise Failure(f"{flag}: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
+    if limit is not None and len(text) > limit:
+        raise Failure(f"{flag}: {len(text)} characters do not fit in the model's context of "
+                      f"{limit} (--block-size)", 2)
+
+
+def run_training(docs, uchars, BOS, state_dict, params):
+    """The training phase: each step's loss, or a Failure that names the step."""
+    step_losses = []
+    try:
+        train(docs, uchars, BOS, state_dict, params, step_losses)
+    except KeyboardInterrupt:
+        raise Failure(f"interrupted at step {len(step_losses) + 1}", 130) from None
+    except (ArithmeticError, ValueError) as e:
+        if not out_of_range(e):
+            raise
+        raise Failure(f"numbers out of range at step {len(step_losses) + 1} ({reason(e)}): "
+                      f"try a smaller --learning-rate") from None
+    except RecursionError:
+        if not plain:
+            raise
+        raise Failure(f"at step {len(step_losses) + 1}, the graph is too deep for the "
+                      f"recursive build_topo of --plain: run without --plain") from None
+    return step_losses
+
+
+def run_sampling(uchars, BOS, vocab_size, state_dict):
+    """The sampling phase: the names made up, or a Failure with the likely cause."""
+    samples = []
+    try:
+        inference(uchars, BOS, vocab_size, state_dict, samples)
+    except KeyboardInterrupt:
+        raise Failure("interrupted during sampling", 130) from None
+    except FloatingPointError as e:  # the model's numbers blew up
+        raise Failure(f"numbers out of range during sampling ({reason(e)}): "
+                      f"try a smaller --learning-rate") from None
+    except (ArithmeticError, ValueError) as e:  # a sane model: the temperature is too small
+        if not out_of_range(e):
+            raise
+        raise Failure(f"numbers out of range during sampling ({reason(e)}): "
+                      f"try a larger --temperature") from None
+    return samples
+
+
+# A saved model, as JSON: nanoGPT's checkpoint idea, named fields and nothing else
+MODEL_VERSION = 2
+MODEL_FIELDS = ["microgpt", "model_args", "sampling", "uchars", "random_state", "state_dict"]
+SHAPE = [flag.setting for flag in FLAGS if flag.role == "shape"]
+SAMPLING = [flag.setting for flag in FLAGS if flag.role == "sampling"]
+
+
+def save_model(path, uchars, state_dict):
+    """The saving phase: every field of a model file, or a Failure."""
+    if not all(math.isfinite(p.data) for mat in state_dict.values() for row in mat for p in row):
+        raise Failure(f"cannot save {path}: the weights are not all finite numbers: "
+                      f"try a smaller --learning-rate")
+    model = {"microgpt": MODEL_VERSION,
+             "model_args": {name: globals()[name] for name in SHAPE},
+             "sampling": {name: globals()[name] for name in SAMPLING},
+             "uchars": "".join(uchars),
+             "random_state": random.getstate(),  # where sampling starts: the same names again
+             "state_dict": {name: [[p.data for p in row] for row in mat]  # repr: exact floats
+                            for name, mat in state_dict.items()}}
+    try:
+        write_atomically(path, json.dumps(model, indent=1).encode("utf-8"))
+    except KeyboardInterrupt:
+        raise Failure("interrupted while saving", 130) from None
+    except OSError as e:
+        raise Failure(f"cannot write {path}: {describe(e)}") from None
+
+
+def matrix_shapes(model_args, vocab_size):  # {name: (rows, columns)}, as init_params makes them
+    n, shapes = model_args["n_embd"], {}
+    shapes["wte"] = (vocab_size, n)
+    shapes["wpe"] = (model_args["block_size"], n)
+    shapes["lm_head"] = (vocab_size, n)
+    for i in range(model_args["n_layer"]):
+        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{name}"] = (n, n)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * n, n)
+        shapes[f"layer{i}.mlp_fc2"] = (n, 4 * n)
+    return shapes
+
+
+def is_int(x):
+    return type(x) is int  # not bool, which is an int too
+
+
+def is_number(x):
+    return type(x) in (int, float) and math.isfinite(x)
+
+
+def check_fields(found, where, expected):
+    """The same field names as expected, or a ValueError that names the first odd one."""
+    if not isinstance(found, dict):
+        raise ValueError(f"{where} is not an object of fields")
+    for name in expected:
+        if name not in found:
+            raise ValueError(f"{where} has no field {name!r}")
+    for name in found:
+        if name not in expected:
+            raise ValueError(f"{where} has an unknown field {name!r}")
+
+
+def check_model(model):
+    """A model file's JSON, checked field by field: (settings, uchars, state_dict, random_state),
+    or a ValueError that names the field at fault."""
+    if not isinstance(model, dict) or "microgpt" not in model:
+        raise ValueError("not a microgpt model")
+    if model["microgpt"] == 1:
+        raise ValueError("a model in the old format of microgpt 1.x: train and --save it again")
+    if model["microgpt"] != MODEL_VERSION:
+        raise ValueError(f"format version {model['microgpt']!r}, not {MODEL_VERSION}")
+    check_fields(model, "the model", MODEL_FIELDS)
+
+    args = model["model_args"]
+    check_fields(args, "model_args", SHAPE)
+    for name in SHAPE:
+        if not (is_int(args[name]) and args[name] > 0):
+            raise ValueError(f"model_args.{name} must be an integer > 0, not {args[name]!r}")
+    if args["n_embd"] % args["n_head"]:
+        raise ValueError(f"model_args.n_embd ({args['n_embd']}) is not divisible by "
+                         f"model_args.n_head ({args['n_head']})")
+
+    sampling = model["sampling"]
+    check_fields(sampling, "sampling", SAMPLING)
+    if not (is_number(sampling["temperature"]) and sampling["temperature"] > 0):
+        raise ValueError(f"sampling.temperature must be a number > 0, "
+                         f"not {sampling['temperature']!r}")
+    if not (is_int(sampling["num_samples"]) and sampling["num_samples"] >= 0):
+        raise ValueError(f"sampling.num_samples must be an integer >= 0, "
+                         f"not {sampling['num_samples']!r}")
+
+    uchars = model["uchars"]
+    if not (isinstance(uchars, str) and uchars and list(uchars) == sorted(set(uchars))):
+        raise ValueError("uchars must be the vocabulary's characters, each once, in order")
+
+    found = model["state_dict"]
+    shapes = matrix_shapes(args, len(uchars) + 1)
+    check_fields(found, "state_dict", shapes)
+    state_dict = {}
+    for name, (rows, cols) in shapes.items():
+        mat = found[name]
+        if not (isinstance(mat, list) and len(mat) == rows and all(
+                isinstance(row, list) and len(row) == cols and all(map(is_number, row))
+                for row in mat)):
+            raise ValueError(f"state_dict.{name} is not {rows} x {cols} finite numbers")
+        state_dict[name] = [[Value(float(x)) for x in row] for row in mat]
+
+    state = model["random_state"]
+    if not (isinstance(state, list) and len(state) == 3 and state[0] == 3
+            and isinstance(state[1], list) and len(state[1]) == 625
+            and all(is_int(x) and 0 <= x < 2**32 for x in state[1]) and state[1][-1] <= 624
+            and (state[2] is None or is_number(state[2]))):
+        raise ValueError("random_state is not a state of Python's random module")
+    random_state = (state[0], tuple(state[1]), state[2])
+
+    settings = {**args, **sampling}
+    return settings, list(uchars), state_dict, random_state
+
+
+def read_model(path):
+    """The reading phase, for --load: the checked fields of a saved model, or a Failure."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return check_model(json.load(f))
+    except KeyboardInterrupt:
+        raise Failure(f"interrupted while reading {path}", 130) from None
+    except UnicodeDecodeError as e:
+        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {e.start}") from None
+    except OSError as e:
+        raise Failure(f"cannot read {path}: {describe(e)}") from None
+    except ValueError as e:  # not JSON (json says where), or a field that is wrong
+        raise Failure(f"cannot read {path}: {e}") from None
+
+
+def shown(uchars, token_id):
+    """A token as the inspection shows it: BOS as BOS, a space as ␣, a tab as \\t, ..."""
+    if token_id == len(uchars):
+        return "BOS"
+    ch = uchars[token_id]
+    if ch == " ":
+        return "␣"
+    return ch if ch.isprintable() else repr(ch)[1:-1]
+
+
+def width(text):  # how many terminal columns text takes: Hangul and CJK take two each
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF"
+               else 1 for ch in text)
+
+
+def pad(text, columns):  # text, then spaces up to `columns` terminal columns
+    return text + " " * (columns - width(text))
+
+
+def inspect(text, uchars, BOS, state_dict):
+    """What the model does with text, tokenized as training tokenizes a document. Per position:
+    (token seen, next token, the probability of every next token, -log p of the real one); the
+    mean -log p, which is the loss training computes for this document; and per position, the
+    attention weights of every layer and head. Draws no random number, changes no weight."""
+    tokens = [BOS] + [uchars.index(ch) for ch in text] + [BOS]
+    n = min(block_size, len(tokens) - 1)
+    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+    rows, losses, attention = [], [], []
+    for pos_id in range(n):
+        token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
+        weights = []  # gpt() adds each layer's and head's attention weights, in that order
+        logits = gpt(token_id, pos_id, keys, values, state_dict, weights)
+        probs = softmax(logits)  # temperature 1, as in training
+        loss_t = -probs[target_id].log()
+        losses.append(loss_t)
+        rows.append((token_id, target_id, [p.data for p in probs], loss_t.data))
+        attention.append([[w.data for w in head] for head in weights])
+    loss = (1 / n) * sum(losses)
+    return rows, loss.data, attention
+
+
+def print_inspection(text, uchars, rows, loss, attention):
+    def label(token_id):
+        return shown(uchars, token_id)
+
+    def line(*cells):
+        print("  ".join(cells).rstrip())
+
+    token = max(width(label(t)) for t in range(len(uchars) + 1))  # the widest token, BOS at least
+    col = max(token, 4)
+    print(f"\n--- inspect {text!r}: what the model expects after each token ---")
+    line(pad("seen", col), pad("next", col), "p(next)", "-log p", "likeliest next tokens")
+    for token_id, target_id, probs, loss_t in rows:
+        likeliest = sorted(range(len(probs)), key=lambda t: -probs[t])[:5]
+        top = "  ".join(f"{pad(label(t), token)} {probs[t]:.3f}" for t in likeliest)
+        line(pad(label(token_id), col), pad(label(target_id), col), f"{probs[target_id]:7.4f}",
+             f"{loss_t:6.4f}", top)
+    print(f"mean -log p: {loss:.4f} (the loss training computes for this document)")
+
+    seen = [label(token_id) for token_id, _, _, _ in rows]
+    for li in range(n_layer):
+        for h in range(n_head):
+            print(f"\nattention, layer {li}, head {h}: how much each position (a row) takes from "
+                  f"each one up to it")
+            line(pad("", col), *(pad(s, col) for s in seen))
+            for i, s in enumerate(seen):
+                weights = attention[i][li * n_head + h]
+                line(pad(s, col), *(pad(f"{w:.2f}", col) for w in weights))
+
+
+def report_trend(step_losses):
+    """One line on standard error: the mean loss of the first and the last tenth of the steps,
+    and a sparkline of the mean of each twentieth. One step's loss is one name's: it jumps."""
+    n = len(step_losses)
+    k = max(1, n // 10)
+    first, last = sum(step_losses[:k]) / k, sum(step_losses[-k:]) / k
+    parts = min(20, n)
+    means = []
+    for i in range(parts):
+        part = step_losses[i * n // parts:(i + 1) * n // parts]
+        means.append(sum(part) / len(part))
+    low, high = min(means), max(means)
+    bars = "▁▂▃▄▅▆▇█"
+    spark = "".join(bars[round((m - low) / (high - low) * 7) if high > low else 3] for m in means)
+    line = f"mean loss {first:.4f} over {steps(1, k)}, {last:.4f} over {steps(n - k + 1, n)}"
+    if parts > 1:
+        line += f"; {'in twentieths' if parts == 20 else 'step by step'}: {spark}"
+    print(f"microgpt: {line}", file=sys.stderr)
+
+
+def steps(first, last):
+    return f"step {first}" if first == last else f"steps {first}-{last}"
+
+
+def report_known(samples, docs):
+    """One line on standard error: which samples are documents of the training data."""
+    known = [sample for sample in samples if sample in docs]  # (a set of docs costs 1 MB more)
+    new = len(samples) - len(known)
+    if known:
+        print(f"microgpt: {len(known)} of the {len(samples)} samples {is_are(len(known))} in the "
+              f"training data ({', '.join(known)}); {new} {is_are(new)} new", file=sys.stderr)
+    else:
+        print(f"microgpt: none of the {len(samples)} samples is in the training data",
+              file=sys.stderr)
+
+
+def is_are(count):
+    return "is" if count == 1 else "are"
+
+
+def run(given):
+    """The post's program, phase by phase, with the settings given: each phase turns its own
+    expected failures into a Failure, and lets anything else (a bug) keep its traceback."""
+    settings = dict(DEFAULTS)
+    if "load_path" in given:
+        loaded, uchars, state_dict, random_state = read_model(given["load_path"])
+        settings.update(loaded)  # the model's shape and sampling settings, unless given
+    settings.update(given)
+    use_settings(settings)
+
+    with efficiency(enabled=not plain):
+        docs = []
         if load_path:
-            uchars, state_dict = load_model(load_path, given)
+            BOS, vocab_size = len(uchars), len(uchars) + 1
+            check_text("--prompt", prompt, uchars, block_size)
+            check_text("--inspect", inspect_text, uchars)
+            if "seed" in given:
+                random.seed(seed)
+            else:
+                random.setstate(random_state)  # the saving run's, as its sampling began
         else:
             random.seed(seed)
-            docs = read_docs(input_path)
-            random.shuffle(docs)
-            print(f"num docs: {len(docs)}")
-            uchars = vocabulary(docs)
-            print(f"vocab size: {len(uchars) + 1}")
-        for ch in [ch for ch in prompt or "" if ch not in uchars][:1]:
-            fail(f"--prompt: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
-        if not load_path:
-            state_dict = init_params(len(uchars) + 1)
-            print(f"num params: {len(parameters(state_dict))}")
-            train(docs, uchars, state_dict)
-            if save_path: save_model(save_path, uchars, state_dict)
-        print("\n--- inference (new, hallucinated names) ---")  # (the step lines end in \r)
-        inference(uchars, state_dict, prompt or "")
-        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop at once, quietly
-        os._exit(141)
-    except (KeyboardInterrupt, OSError, ArithmeticError, LookupError, TypeError, ValueError) as e:
-        fail(*explain(e))
-if __name__ == "__main__": main()
+            docs = read_input(input_path)
+            uchars, BOS, vocab_size = tokenizer(docs)
+            check_text("--prompt", prompt, uchars, block_size)
+            check_text("--inspect", inspect_text, uchars)
+            state_dict, params = init_params(vocab_size)
+            step_losses = run_training(docs, uchars, BOS, state_dict, params)
+            if step_losses:
+                report_trend(step_losses)
+            if save_path:
+                save_model(save_path, uchars, state_dict)
+
+        samples = run_sampling(uchars, BOS, vocab_size, state_dict)
+        if docs and samples:
+            report_known(samples, docs)
+        if inspect_text:
+            try:
+                rows, loss, attention = inspect(inspect_text, uchars, BOS, state_dict)
+            except KeyboardInterrupt:
+                raise Failure("interrupted while inspecting", 130) from None
+            print_inspection(inspect_text, uchars, rows, loss, attention)
+
+
+def main(argv=None):
+    stdout = sys.stdout
+    sys.stdout = Output(stdout)
+    try:
+        given = parse_flags(argv)  # a usage error exits here, with status 2
+        run(given)
+        sys.stdout.flush()  # a full or closed output shows here at the latest
+    except KeyboardInterrupt:  # between phases
+        print("microgpt: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Failure as failure:
+        if isinstance(failure, OutputFailure):
+            silence(stdout)
+        if str(failure):
+            print(f"microgpt: {failure}", file=sys.stderr)
+        sys.exit(failure.code)
+    finally:
+        sys.stdout = stdout
+
+
+def silence(stream):
+    """Point a failed standard output at /dev/null, so that Python's own flush at exit cannot
+    fail again and print a traceback (what Python's documentation advises for SIGPIPE)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (under a test, say)
+        pass
+
+
+if __name__ == "__main__":
+    main()

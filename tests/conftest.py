@@ -1,11 +1,20 @@
-"""Shared setup: the tests import the real microgpt.py from the repository root.
+"""What the tests share: the real microgpt.py, imported from the repository root; its settings put
+back after each test; helpers to run main() in this process; and the slow runs (1,000 training
+steps, --plain, memory), started in the background when the first test starts, if this session
+checks them.
 
-microgpt's settings (n_layer, n_embd, ..., temperature) are module globals, as in the blog post,
-and main() sets them from the flags. Every test starts from the defaults written in the file."""
-import gc
+microgpt's settings (n_layer, n_embd, ..., temperature) are module globals, as in the blog post;
+main() sets them from the flags. Every test starts from the values written in the file."""
+import contextlib
+import glob
+import io
 import os
+import random
+import re
 import shutil
+import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -15,18 +24,40 @@ if REPO not in sys.path:
 
 import microgpt  # noqa: E402
 
+SCRIPT = os.path.join(REPO, "microgpt.py")
+INPUT = os.path.join(REPO, "input.txt")
+GOLDEN = os.path.join(REPO, "tests", "golden")
+HEADER = "\n--- inference (new, hallucinated names) ---\n"
+
+# A small list of names, for runs that need a data file but not input.txt's 32,033 names
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia",
+         "liam", "noah", "william", "james", "oliver", "benjamin", "elijah", "lucas"]
+NAMES_TEXT = "".join(f"{name}\n" for name in NAMES)
+
 
 @pytest.fixture(autouse=True)
 def default_settings():
-    """Put every setting back to the value written in microgpt.py, before and after each test."""
-    vars(microgpt).update(microgpt.DEFAULTS)
+    """Every setting as microgpt.py writes it, before and after each test."""
+    microgpt.use_settings(microgpt.DEFAULTS)
     yield
-    vars(microgpt).update(microgpt.DEFAULTS)
-    gc.enable()  # main() switches CPython's cycle collector off for its run; the tests need it
+    microgpt.use_settings(microgpt.DEFAULTS)
+
+
+@pytest.fixture
+def efficient():
+    """The Efficiency section in place, as a run has it: for tests that run the model thousands
+    of times (tests/test_efficiency.py proves it gives the plain code's numbers, bit for bit)."""
+    with microgpt.efficiency():
+        yield
+
+
+def configure(**settings):
+    """Set microgpt's settings for one test, as main() does from the flags."""
+    microgpt.use_settings(settings)
 
 
 def run_main(capsys, argv):
-    """microgpt.main(argv) in this process: (exit code, stdout, stderr)."""
+    """microgpt.main(argv) in this process: (exit status, stdout, stderr)."""
     try:
         microgpt.main(argv)
         code = 0
@@ -36,6 +67,44 @@ def run_main(capsys, argv):
     return code, out, err
 
 
+def run_script(args, cwd, python=sys.executable, env=None, timeout=120):
+    """microgpt.py as a real process: the CompletedProcess, with stdout and stderr as bytes."""
+    return subprocess.run([python, SCRIPT, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout)
+
+
+def write(path, data):
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def assert_one_error_line(code, out, err, expected_code=1, expected_out=""):
+    """The error contract: the exit status, stdout as far as the run got, and on stderr one line
+    that starts with 'microgpt: ' (never a traceback). Returns that line."""
+    evidence = f"exit {code}, stdout {out!r}, stderr {err!r}"
+    assert code == expected_code, evidence
+    assert out == expected_out, evidence
+    assert "Traceback" not in err, evidence
+    assert len(err.splitlines()) == 1 and err.startswith("microgpt: "), evidence
+    return err.rstrip("\n")
+
+
+def split_stderr(err):
+    """(the run's reports, every other line) of a run's stderr. The reports: the loss trend after
+    training, and which samples are in the training data."""
+    reports, others = [], []
+    for line in err.splitlines():
+        is_report = re.match(r"microgpt: (mean loss |none of the \d+ samples |\d+ of the \d+ "
+                             r"samples (is|are) in the training data)", line)
+        (reports if is_report else others).append(line)
+    return reports, others
+
+
+def sample_texts(out):
+    """The names a run printed, in order."""
+    return re.findall(r"^sample +\d+: (.*)$", out, flags=re.M)
+
+
 def encode(doc, uchars):
     """A document's tokens as train() makes them: BOS, its characters' ids, BOS."""
     bos = len(uchars)
@@ -43,31 +112,139 @@ def encode(doc, uchars):
 
 
 def doc_loss(tokens, state_dict):
-    """The loss of one document exactly as train() builds it, from microgpt's own functions."""
+    """The loss of one document, built as train() builds it, from microgpt's own functions."""
     n = min(microgpt.block_size, len(tokens) - 1)
     keys, values = [[] for _ in range(microgpt.n_layer)], [[] for _ in range(microgpt.n_layer)]
     losses = []
     for pos in range(n):
         probs = microgpt.softmax(microgpt.gpt(tokens[pos], pos, keys, values, state_dict))
         losses.append(-probs[tokens[pos + 1]].log())
-    return (1 / n) * microgpt.vsum(losses)
+    return (1 / n) * sum(losses)
 
 
-def configure(**settings):
-    """Set microgpt's settings for one test, as main() does from the flags (the fixture above
-    puts them back)."""
-    unknown = set(settings) - set(microgpt.DEFAULTS)
-    assert not unknown, f"not settings of microgpt: {unknown}"
-    vars(microgpt).update(settings)
+def new_model(docs, seed=0, **shape):
+    """microgpt's settings for `shape`, the tokenizer of `docs` and fresh parameters, quietly:
+    (uchars, state_dict, params)."""
+    configure(**shape)
+    random.seed(seed)
+    uchars = sorted(set("".join(docs)))
+    state_dict, params = quietly(microgpt.init_params, len(uchars) + 1)
+    return uchars, state_dict, params
 
 
-def pytest_collection_finish(session):
-    """The default runs (1,000 steps, CPython and PyPy; and the blog post's run when names.txt is
-    here) are the slowest tests: start them as soon as they are collected, so that they train
-    while the other tests run."""
-    if any("test_the_default_run" in item.nodeid for item in session.items):
-        import tempfile
-        import test_output
-        folder = tempfile.mkdtemp(prefix="microgpt-default-")
-        session.config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-        test_output.start_slow_runs(folder)
+def quietly(function, *args):
+    """function(*args) with what it prints thrown away (init_params prints 'num params')."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return function(*args)
+
+
+# Interpreters and golden files ------------------------------------------------------------------
+
+def works(python, expected):
+    """Whether `python` runs and is the version expected, e.g. "cpython 3.11" or "pypy 3.9"."""
+    check = "import platform as p; print(p.python_implementation().lower(), p.python_version())"
+    try:
+        out = subprocess.run([python, "-c", check], capture_output=True, timeout=30).stdout
+    except OSError:
+        return False
+    return out.decode().startswith(expected + ".")
+
+
+def find_pythons():
+    """{label: path or None}: CPython 3.9 to 3.13 and PyPy, wherever this machine has them."""
+    found = {}
+    for minor in range(9, 14):
+        candidates = sorted(glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python")) + [
+            shutil.which(f"python3.{minor}")]
+        found[f"CPython 3.{minor}"] = next(
+            (c for c in candidates if c and works(c, f"cpython 3.{minor}")), None)
+    pypy = shutil.which("pypy3")
+    found["PyPy"] = pypy if pypy and works(pypy, "pypy 3") else None
+    return found
+
+
+def golden(name, kind):
+    with open(os.path.join(GOLDEN, f"{name}.{kind}"), "rb") as f:
+        return f.read()
+
+
+def golden_args(name):
+    return golden(name, "args").decode().split()
+
+
+# The slow runs ----------------------------------------------------------------------------------
+
+class Background:
+    """Runs started as the session's first test starts, each in a folder of its own (with a copy
+    of input.txt, so nothing is downloaded), and collected by the test that checks it."""
+
+    def __init__(self, folder):
+        self.folder, self.runs = folder, {}
+
+    def start(self, name, python, args):
+        workdir = os.path.join(self.folder, re.sub(r"\W+", "-", name))
+        os.makedirs(workdir)
+        shutil.copy(INPUT, os.path.join(workdir, "input.txt"))
+        process = subprocess.Popen([python, SCRIPT, *args], cwd=workdir,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        self.runs[name] = (process, workdir)
+
+    def result(self, name, python, args, timeout=600):
+        """(stdout, stderr, exit status, peak memory in KB, folder) of the run `name`; started
+        now if the session did not start it (when this test runs on its own)."""
+        if name not in self.runs:
+            self.start(name, python, args)
+        process, workdir = self.runs.pop(name)
+        out, err, peak_kb = wait_with_peak_memory(process, timeout)
+        return out, err, process.returncode, peak_kb, workdir
+
+    def stop(self):
+        for process, _ in self.runs.values():
+            process.kill()
+            process.wait()
+
+
+def wait_with_peak_memory(process, timeout):
+    """Wait for `process`: (stdout, stderr, peak resident memory in KB). The pipes are read in
+    threads, the status collected with os.wait4, which reports the process's own peak."""
+    chunks = {"out": [], "err": []}
+
+    def drain(stream, key):
+        chunks[key].append(stream.read())
+
+    threads = [threading.Thread(target=drain, args=(process.stdout, "out")),
+               threading.Thread(target=drain, args=(process.stderr, "err"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if any(thread.is_alive() for thread in threads):  # still running at the deadline
+        process.kill()
+        for thread in threads:
+            thread.join()
+    process.stdout.close()
+    process.stderr.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status) if hasattr(
+        os, "waitstatus_to_exitcode") else status >> 8
+    return b"".join(chunks["out"]), b"".join(chunks["err"]), usage.ru_maxrss
+
+
+SLOW_RUNS = {}  # name: (test that checks it, python, args); filled by the test modules
+
+
+def slow_run(name, test, python, args):
+    """Declare a slow run: started in the background as the session starts, if `test` is in it."""
+    SLOW_RUNS[name] = (test, python, args)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    runs = Background(str(tmp_path_factory.mktemp("background")))
+    tests = {item.name.split("[")[0] for item in request.session.items}
+    for name, (test, python, args) in SLOW_RUNS.items():
+        if test in tests and python is not None:
+            runs.start(name, python, args)
+    yield runs
+    runs.stop()

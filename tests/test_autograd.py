@@ -1,13 +1,22 @@
 """Claims about the autograd engine (microgpt.py's Autograd section): each operation's value and
-derivative, the fused nodes `vsum` and `dot`, and how `backward` orders and accumulates the chain
-rule."""
+derivative, and how `backward` orders and accumulates the chain rule. Each claim holds for the
+Value class as written and with the Efficiency section's devices in place (tests/test_efficiency.py
+shows that those change no bit)."""
 import math
-import random
-import sys
 
 import pytest
 
-from microgpt import Value, dot, vsum
+import microgpt
+from microgpt import Value
+
+MODES = ["plain", "efficient"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    """The Value class as written, or with the Efficiency section's methods (as a run has it)."""
+    with microgpt.efficiency(enabled=request.param == "efficient"):
+        yield request.param
 
 # Central differences: (f(x + H) - f(x - H)) / 2H is off by about H**2 * |f'''| / 6 (truncation)
 # plus 1e-16 * |f| / H (rounding). For the functions and points below |f| and |f'''| stay under
@@ -60,9 +69,10 @@ OPS = [
     ("a * a (one node used twice)", lambda a: a * a, lambda a: a * a, SINGLES),
     ("a + a (one node used twice)", lambda a: a + a, lambda a: a + a, SINGLES),
     ("composite", composite, composite_float, PAIRS),
-    ("vsum", lambda a, b, c, d: vsum([a, b * c, d.exp(), a * d]),
+    ("sum", lambda a, b, c, d: sum([a, b * c, d.exp(), a * d]),
      lambda a, b, c, d: a + b * c + math.exp(d) + a * d, QUADS),
-    ("dot (inputs shared and repeated)", lambda a, b, c, d: dot([a, b, c, a], [d, a * b, c, b]),
+    ("dot (inputs shared and repeated)",
+     lambda a, b, c, d: microgpt.dot([a, b, c, a], [d, a * b, c, b]),
      lambda a, b, c, d: a * d + b * (a * b) + c * c + a * b, QUADS),
 ]
 
@@ -78,7 +88,7 @@ def finite_difference(f, point, i):
 
 @pytest.mark.parametrize("label, f, f_float, points", OPS, ids=[op[0] for op in OPS])
 def test_each_op_value_and_gradient_match_plain_math_and_finite_differences(
-        label, f, f_float, points):
+        label, f, f_float, points, mode):
     for point in points:
         xs = [Value(x) for x in point]
         out = f(*xs)
@@ -93,7 +103,7 @@ def test_each_op_value_and_gradient_match_plain_math_and_finite_differences(
                 f"got {x.grad!r}, difference {x.grad - fd:.3g}")
 
 
-def test_relu_at_zero_has_value_zero_and_derivative_zero():
+def test_relu_at_zero_has_value_zero_and_derivative_zero(mode):
     # relu's local derivative is float(a > 0) (Value.relu), so exactly at 0 it is 0.
     for zero in (0.0, -0.0):
         a = Value(zero)
@@ -103,90 +113,9 @@ def test_relu_at_zero_has_value_zero_and_derivative_zero():
             f"relu({zero!r}): expected value 0 and gradient 0, got {out.data!r} and {a.grad!r}")
 
 
-# Fused nodes: one node for a whole sum must give the same bits as the chain it replaces.
-
-def chain_dot(a, b):
-    """The chain of primitive nodes that `dot` replaces."""
-    return sum(x * y for x, y in zip(a, b))
-
-
-def mixed_magnitudes(rng, n):
-    """Numbers from 1e-8 to 1e8 of both signs: a sum of them rounds at almost every step."""
-    return [rng.uniform(-1, 1) * 10.0 ** rng.randint(-8, 8) for _ in range(n)]
-
-
-def test_vsum_and_dot_values_are_bit_identical_to_the_builtin_sum():
-    rng = random.Random(0)
-    for trial in range(200):
-        n = rng.randint(1, 20)
-        a = [Value(x) for x in mixed_magnitudes(rng, n)]
-        b = [Value(x) for x in mixed_magnitudes(rng, n)]
-        assert vsum(a).data == sum(a).data, (
-            f"trial {trial}: vsum expected {sum(a).data!r} (built-in sum), got {vsum(a).data!r}")
-        assert dot(a, b).data == chain_dot(a, b).data, (
-            f"trial {trial}: dot expected {chain_dot(a, b).data!r} (sum of products), "
-            f"got {dot(a, b).data!r}")
-
-
-def shared_graph(xs, sum_fn, dot_fn):
-    """A graph that shares its inputs the way the model does: x feeds dot(x, x), the scaled x
-    and a residual add; the softmax weights feed several dots; every fused node is reused."""
-    ms = dot_fn(xs, xs) / len(xs)
-    scale = (ms + 1e-5) ** -0.5
-    xn = [x * scale for x in xs]
-    m = max(v.data for v in xn)
-    exps = [(v - m).exp() for v in xn]
-    total = sum_fn(exps)
-    weights = [e / total for e in exps]
-    mixed = [dot_fn(weights, xn[j:] + xn[:j]) for j in range(len(xs))]
-    residual = [y + x for y, x in zip(mixed, xs)]
-    return sum_fn([r * r for r in residual]) * dot_fn(residual, xn) + sum_fn(xs).relu()
-
-
-def test_fused_nodes_give_bit_identical_values_and_gradients_in_a_shared_graph():
-    rng = random.Random(1)
-    for trial in range(100):
-        data = [rng.uniform(-2, 2) for _ in range(rng.randint(2, 8))]
-        fused_xs, chain_xs = [Value(x) for x in data], [Value(x) for x in data]
-        fused = shared_graph(fused_xs, vsum, dot)
-        chain = shared_graph(chain_xs, sum, chain_dot)
-        assert fused.data == chain.data, (
-            f"trial {trial}: value expected {chain.data!r} (chain), got {fused.data!r} (fused)")
-        fused.backward()
-        chain.backward()
-        for i, (f, c) in enumerate(zip(fused_xs, chain_xs)):
-            assert f.grad == c.grad, (
-                f"trial {trial}, input {i}: gradient expected {c.grad!r} (chain), "
-                f"got {f.grad!r} (fused)")
-
-
 # Backward mechanics.
 
-def test_backward_works_on_chains_deeper_than_the_recursion_limit():
-    depth = 10_000
-    assert depth > sys.getrecursionlimit()  # a recursive topological sort would fail here
-    x = Value(0.5)
-    y = x
-    for _ in range(depth):
-        y = y + x  # y = (depth + 1) * x, every partial sum exact in binary
-    y.backward()
-    assert y.data == (depth + 1) * 0.5 and x.grad == depth + 1, (
-        f"{depth} additions: expected value {(depth + 1) * 0.5} and gradient {depth + 1}, "
-        f"got {y.data!r} and {x.grad!r}")
-
-    depth, c = 100_000, 1.00001
-    x = Value(1.0)
-    y = x
-    for _ in range(depth):
-        y = y * c
-    y.backward()
-    # The forward computes ((1.0 * c) * c) * ..., backward ((1 * c) * c) * ...: the same
-    # products in the same order, so the gradient equals the value bit for bit (about e).
-    assert x.grad == y.data, (
-        f"{depth} multiplications by {c}: gradient expected {y.data!r}, got {x.grad!r}")
-
-
-def test_gradients_accumulate_over_every_use_of_a_node():
+def test_gradients_accumulate_over_every_use_of_a_node(mode):
     # Small integers: every product and sum below is exact, so == is the right comparison.
     a, b, c = Value(3.0), Value(-2.0), Value(5.0)
     other = a * c  # another graph that uses a too; built first, its backward not yet called
@@ -224,7 +153,7 @@ def recorded_node(log, name, children):
     return name, Value(0.0, tuple(c[1] for c in children), grads)
 
 
-def test_backward_runs_in_reverse_depth_first_post_order_children_in_listed_order():
+def test_backward_runs_in_reverse_depth_first_post_order_children_in_listed_order(mode):
     log = []
     a, b = ("a", Value(1.0)), ("b", Value(2.0))
     c = recorded_node(log, "c", [a, b])
@@ -239,37 +168,3 @@ def test_backward_runs_in_reverse_depth_first_post_order_children_in_listed_orde
     expected = ["root->x", "root->y", "y->e", "e->b", "e->c", "x->d", "x->c",
                 "d->c", "d->a", "c->a", "c->b"]
     assert log == expected, f"edge order expected {expected}, got {log}"
-
-
-def reference_edge_order(root, labels):
-    """micrograd's build_topo as Karpathy writes it: a recursive post-order over all nodes."""
-    topo, visited = [], set()
-
-    def build(v):
-        if v not in visited:
-            visited.add(v)
-            for child in v._children:
-                build(child)
-            topo.append(v)
-    build(root)
-    return [labels[(id(v), i)] for v in reversed(topo) for i in range(len(v._children))]
-
-
-def test_backward_order_matches_a_recursive_reference_on_random_graphs():
-    rng = random.Random(2)
-    for trial in range(50):
-        log, labels = [], {}
-        nodes = [Value(float(i)) for i in range(rng.randint(1, 4))]  # leaves
-        for k in range(rng.randint(5, 60)):
-            children = tuple(rng.choice(nodes) for _ in range(rng.randint(1, 3)))  # repeats too
-            grads = tuple(EdgeRecorder(log, f"n{k}.{i}") for i in range(len(children)))
-            node = Value(0.0, children, grads)
-            labels.update({(id(node), i): f"n{k}.{i}" for i in range(len(children))})
-            nodes.append(node)
-        expected = reference_edge_order(nodes[-1], labels)
-        nodes[-1].backward()
-        first = next((i for i, (e, g) in enumerate(zip(expected, log)) if e != g),
-                     min(len(expected), len(log)))
-        assert log == expected, (
-            f"trial {trial}: edge order differs from the recursive reference at edge {first}: "
-            f"expected {expected[first:first + 5]}, got {log[first:first + 5]}")

@@ -1,4 +1,5 @@
-"""The command line (README.md's Flags) and the module's import, which has no side effects."""
+"""The command line (README.md's Flags) and the settings it sets, and the module's import, which
+has no side effects."""
 import os
 import random
 import re
@@ -9,49 +10,69 @@ import sys
 import pytest
 
 import microgpt  # the real file (conftest.py puts the repository on sys.path)
-from conftest import run_main
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = ["--input", "--seed", "--n-layer", "--n-embd", "--n-head", "--block-size", "--save", "--load", "--prompt",
-         "--num-steps", "--learning-rate", "--temperature", "--num-samples"]
-HEADER = b"\n--- inference (new, hallucinated names) ---\n"
+from conftest import HEADER, INPUT, REPO, run_main, run_script, sample_texts
 
 
 @pytest.fixture
 def workdir(tmp_path):
     """A folder with a copy of the shipped input.txt, so nothing is downloaded."""
-    shutil.copy(os.path.join(REPO, "input.txt"), tmp_path / "input.txt")
+    shutil.copy(INPUT, tmp_path / "input.txt")
     return tmp_path
 
 
 def run(args, cwd):
-    result = subprocess.run([sys.executable, os.path.join(REPO, "microgpt.py"), *args],
-                            cwd=cwd, capture_output=True, timeout=120)
+    result = run_script(args, cwd)
     assert result.returncode == 0, (
         f"microgpt {' '.join(args)}: exit status expected 0, got {result.returncode}; "
         f"stderr: {result.stderr.decode(errors='replace')}")
-    return result.stdout
-
-
-def samples(stdout):
-    """The text after the inference header, one sample line each."""
-    assert HEADER in stdout, f"expected the inference header {HEADER!r} in {stdout[-300:]!r}"
-    return stdout.split(HEADER, 1)[1].decode().splitlines()
-
-
+    return result.stdout.decode()
 
 
 def test_help_exits_0_and_describes_every_flag(tmp_path):
-    text = run(["--help"], tmp_path).decode()
-    missing = [flag for flag in FLAGS if flag not in text]
-    assert not missing, f"--help expected to list {FLAGS}, missing {missing}:\n{text}"
+    text = run(["--help"], tmp_path)
+    missing = [flag.name for flag in microgpt.FLAGS if flag.name not in text]
+    assert not missing, f"--help is missing {missing}:\n{text}"
+
+
+def test_every_flag_sets_its_setting_with_its_own_type(monkeypatch):
+    # The type comes from the flag, not from the default: with a default seed of 0, --seed 8 is
+    # still the integer 8 (a string '8' would seed another random stream).
+    monkeypatch.setitem(microgpt.DEFAULTS, "seed", 0)
+    values = {int: "8", float: "0.25", str: "abc"}
+    for flag in microgpt.FLAGS:
+        argv = [flag.name] if flag.type is bool else [flag.name, values[flag.type]]
+        given = microgpt.parse_flags(argv)
+        assert list(given) == [flag.setting], f"{argv} set {given}"
+        value = given[flag.setting]
+        assert type(value) is flag.type, f"{argv} gave {value!r}, not a {flag.type.__name__}"
+        assert flag.setting in microgpt.DEFAULTS and hasattr(microgpt, flag.setting), flag
+
+
+def test_every_setting_is_written_in_the_file_before_any_flag_sets_it():
+    # Every setting a flag sets is a name the file defines, with the default the flag shows,
+    # and of the flag's type
+    for flag in microgpt.FLAGS:
+        default = microgpt.DEFAULTS[flag.setting]
+        assert type(default) is flag.type, f"{flag.name}: default {default!r}"
+        assert getattr(microgpt, flag.setting) == default
+    with pytest.raises(KeyError):
+        microgpt.use_settings({"n_embed": 32})  # a misspelt name changes nothing silently
+
+
+def test_each_run_starts_from_the_files_settings(workdir, monkeypatch, capsys):
+    # main() sets every setting, from the file's values and the flags given: nothing is left
+    # over from an earlier run in the same process.
+    monkeypatch.chdir(workdir)
+    code, out, err = run_main(capsys, ["--n-embd", "8", "--n-head", "2", "--num-steps", "1",
+                                       "--num-samples", "1"])
+    assert code == 0 and "num params: " in out and microgpt.n_embd == 8, (code, out, err)
+    code, out, err = run_main(capsys, ["--num-steps", "1", "--num-samples", "1"])
+    assert code == 0 and "num params: 4192\n" in out, out
 
 
 def test_num_samples_sets_how_many_names_are_printed(workdir):
-    got = samples(run(["--num-steps", "2", "--num-samples", "3"], workdir))
-    labels = [line.split(":")[0] for line in got]
-    assert labels == ["sample  1", "sample  2", "sample  3"], (
-        f"--num-samples 3: expected 3 sample lines, got {got}")
+    got = sample_texts(run(["--num-steps", "2", "--num-samples", "3"], workdir))
+    assert len(got) == 3, f"--num-samples 3: expected 3 sample lines, got {got}"
 
 
 def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, monkeypatch,
@@ -59,13 +80,13 @@ def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, 
     monkeypatch.chdir(workdir)  # the default input.txt
     starts, real_train, real_inference = [], microgpt.train, microgpt.inference
 
-    def recording_train(docs, uchars, state_dict):  # what training starts from
-        starts.append((list(docs), [p.data for p in microgpt.parameters(state_dict)]))
-        return real_train(docs, uchars, state_dict)
+    def recording_train(docs, uchars, BOS, state_dict, params, step_losses):
+        starts.append((list(docs), [p.data for p in params]))  # what training starts from
+        return real_train(docs, uchars, BOS, state_dict, params, step_losses)
 
-    def recording_inference(uchars, state_dict, prompt=""):  # where sampling starts
-        starts[-1] += (random.getstate(),)
-        return real_inference(uchars, state_dict, prompt)
+    def recording_inference(uchars, BOS, vocab_size, state_dict, samples):
+        starts[-1] += (random.getstate(),)  # where sampling starts
+        return real_inference(uchars, BOS, vocab_size, state_dict, samples)
 
     monkeypatch.setattr(microgpt, "train", recording_train)
     monkeypatch.setattr(microgpt, "inference", recording_inference)
@@ -75,7 +96,7 @@ def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, 
                        ("--seed 7", ["--seed", "7", *short]),
                        ("--seed 7 again", ["--seed", "7", *short])]:
         code, out, err = run_main(capsys, args)
-        assert code == 0 and err == "", f"{name}: exit {code}, stderr {err!r}"
+        assert code == 0, f"{name}: exit {code}, stderr {err!r}"
         runs[name] = (out, *starts[-1])
     for a, b in [("--seed 42", "no --seed"), ("--seed 7 again", "--seed 7")]:
         assert runs[a][0] == runs[b][0], f"{a} printed {runs[a][0]!r}\n{b} printed {runs[b][0]!r}"
@@ -106,27 +127,25 @@ def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, 
         f"seed 7 on {docs_7[0]!r}: {first_7!r}")
     same = sum(a == b for a, b in zip(weights_42, weights_7))
     assert same == 0, f"{same} of {len(weights_42)} first weights are the same for seeds 42 and 7"
-    samples_42, samples_7 = (samples(out.encode()) for out in (out_42, out_7))
-    assert samples_42 != samples_7, f"seeds 42 and 7 both sampled {samples_42}"
+    assert sample_texts(out_42) != sample_texts(out_7), "seeds 42 and 7 both sampled the same"
 
 
 def test_zero_steps_samples_from_the_untrained_model(workdir):
     stdout = run(["--num-steps", "0", "--num-samples", "4"], workdir)
-    expected_start = b"num docs: 32257\nvocab size: 27\nnum params: 4192\n" + HEADER
+    expected_start = "num docs: 32033\nvocab size: 27\nnum params: 4192\n" + HEADER
     assert stdout.startswith(expected_start), (
         f"--num-steps 0: output expected to start {expected_start!r}, got {stdout[:200]!r}")
-    assert b"step" not in stdout, f"--num-steps 0: expected no step line, got {stdout!r}"
-    got = samples(stdout)
-    assert [line[:10] for line in got] == [f"sample {i:2d}:" for i in range(1, 5)], (
-        f"--num-steps 0 --num-samples 4: expected 4 sample lines, got {got}")
+    assert "step" not in stdout, f"--num-steps 0: expected no step line, got {stdout!r}"
+    assert len(sample_texts(stdout)) == 4, stdout
 
 
 def test_import_prints_nothing_creates_no_file_and_draws_no_random_number(tmp_path):
-    check = ("import random\n"
+    check = ("import gc, random\n"
              "random.seed(1)\n"
              "before = random.getstate()\n"
              "import microgpt\n"
-             "assert random.getstate() == before, 'import drew from the random stream'\n")
+             "assert random.getstate() == before, 'import drew from the random stream'\n"
+             "assert gc.isenabled(), 'import switched the cycle collector off'\n")
     env = dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
     result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env,
                             capture_output=True, timeout=60)

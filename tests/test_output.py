@@ -1,5 +1,6 @@
 """The run prints what the reference prints, byte for byte, and trains the very same parameters,
-bit for bit, on every Python; a model saved by that run samples the same names again.
+bit for bit, on every Python, with and without --plain; a model saved by that run samples the same
+names again; and the default run prints the blog post's names.
 
 tests/golden/NAME.args holds the flags of a run; NAME.out the exact bytes the reference program
 printed for them with the repository's input.txt; NAME.params the sha256 of the reference's
@@ -7,54 +8,37 @@ parameters right after training: of the `repr` of every parameter, in parameter 
 lm_head, then each layer's matrices, row by row), joined by "\\n", in UTF-8. It has a line per
 interpreter family: CPython and PyPy round a few library functions (exp, log, pow) differently
 in the last bit, so their parameters differ while the printed bytes agree. The 4-decimal losses
-and 20 names cannot show a last-bit change; the hash does."""
-import glob
+and 20 names cannot show a last-bit change; the hash does.
+
+The runs are slow (the default run trains 1,000 steps; --plain runs the algorithm as written, at
+the reference's speed), so conftest.py starts them all in the background as the session starts,
+and each test collects its own."""
 import hashlib
 import json
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.path.join(REPO, "tests", "golden")
-HEADER = b"\n--- inference (new, hallucinated names) ---\n"
-
-
-def works(python, expected):
-    """Whether `python` runs and is the version expected, e.g. "cpython 3.11" or "pypy 3.9"."""
-    check = "import platform as p; print(p.python_implementation().lower(), p.python_version())"
-    try:
-        out = subprocess.run([python, "-c", check], capture_output=True, timeout=30).stdout
-    except OSError:
-        return False
-    return out.decode().startswith(expected + ".")
-
-
-def find_pythons():
-    """{label: path or None}: CPython 3.9 to 3.13 and PyPy, wherever this machine has them."""
-    found = {}
-    for minor in range(9, 14):
-        candidates = sorted(glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python")) + [
-            shutil.which(f"python3.{minor}")]
-        found[f"CPython 3.{minor}"] = next(
-            (c for c in candidates if c and works(c, f"cpython 3.{minor}")), None)
-    pypy = shutil.which("pypy3")
-    found["PyPy"] = pypy if pypy and works(pypy, "pypy 3") else None
-    return found
-
+from conftest import HEADER, INPUT, find_pythons, golden, golden_args, run_script, slow_run
 
 PYTHONS = find_pythons()
 THIS_FAMILY = "pypy" if platform.python_implementation() == "PyPy" else "cpython"
+OTHER_FAMILY = {"cpython": "pypy", "pypy": "cpython"}[THIS_FAMILY]
 
 
-def golden(name, kind):
-    with open(os.path.join(GOLDEN, f"{name}.{kind}"), "rb") as f:
-        return f.read()
+def family(label):
+    return "pypy" if label == "PyPy" else "cpython"
+
+
+def python_of(family_name):
+    """An interpreter of that family: this one for its own family, else any found."""
+    if family_name == THIS_FAMILY:
+        return sys.executable
+    return next((path for label, path in PYTHONS.items() if path and family(label) == family_name),
+                None)
 
 
 def lines(data):
@@ -81,127 +65,100 @@ def parameters_hash(model_path):
     return hashlib.sha256("\n".join(repr(x) for x in numbers).encode("utf-8")).hexdigest()
 
 
-def expected_hash(name, family):
+def expected_hash(name, family_name):
     hashes = dict(line.split() for line in golden(name, "params").decode().splitlines())
-    return hashes[family]
+    return hashes[family_name]
 
 
-def run(python, args, cwd, timeout=300):
-    result = subprocess.run([python, os.path.join(REPO, "microgpt.py"), *args], cwd=cwd,
-                            capture_output=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{' '.join(args)}: exit status expected 0, got {result.returncode}; "
-        f"stderr: {result.stderr.decode(errors='replace')}")
-    return result.stdout
-
-
-def start(name, python, workdir):
-    """Start NAME's run with --save in `workdir` (with a copy of input.txt: no download)."""
-    shutil.copy(os.path.join(REPO, "input.txt"), os.path.join(workdir, "input.txt"))
-    args = [*golden(name, "args").decode().split(), "--save", "model.json"]
-    return subprocess.Popen([python, os.path.join(REPO, "microgpt.py"), *args], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def check_run(name, python, family, tmp_path, process=None):
-    """NAME's run with --save (started here, or already running): the bytes, then the hash of
-    the trained parameters."""
-    process = process or start(name, python, tmp_path)
-    out, err = process.communicate(timeout=300)
-    args = golden(name, "args").decode().split()
-    assert process.returncode == 0, (
-        f"{name} ({' '.join(args)}): exit status {process.returncode}, stderr: {err!r}")
+def check_run(background, run_name, name, python, family_name, extra=()):
+    """The background run `run_name` (NAME's flags, --save, and `extra`): the bytes, then the
+    hash of the trained parameters. Returns the model's path and the bytes."""
+    args = [*golden_args(name), *extra, "--save", "model.json"]
+    out, err, code, _, workdir = background.result(run_name, python, args)
+    assert code == 0, f"{run_name} ({' '.join(args)}): exit status {code}, stderr: {err!r}"
     expected = golden(name, "out")
     assert out == expected, (
-        f"{name} ({' '.join(args)}) under {python}: stdout differs from tests/golden/{name}.out "
-        f"at {first_difference(expected, out)}")
-    model = os.path.join(tmp_path, "model.json")
-    got, want = parameters_hash(model), expected_hash(name, family)
+        f"{run_name} ({' '.join(args)}) under {python}: stdout differs from "
+        f"tests/golden/{name}.out at {first_difference(expected, out)}")
+    model = os.path.join(workdir, "model.json")
+    got, want = parameters_hash(model), expected_hash(name, family_name)
     assert got == want, (
-        f"{name} under {python}: the trained parameters hash to {got}, the reference's "
-        f"({family}) to {want}: the bytes agree, so some operation rounds differently")
-    return model, expected
+        f"{run_name} under {python}: the trained parameters hash to {got}, the reference's "
+        f"({family_name}) to {want}: the bytes agree, so some operation rounds differently")
+    return model, out
+
+
+def not_installed(label):
+    return (f"{label} is not installed here (looked for python3.N and pypy3 on PATH, and in "
+            f"/root/.pyenv/versions)")
+
+
+# Every interpreter: the short and config goldens, with the Efficiency section (the default)
+for _label, _python in PYTHONS.items():
+    for _name in ("short", "config"):
+        slow_run(f"{_name} {_label}", "test_every_python_prints_the_reference_bytes_and_bits",
+                 _python, [*golden_args(_name), "--save", "model.json"])
 
 
 @pytest.mark.parametrize("label", PYTHONS)
 @pytest.mark.parametrize("name", ["short", "config"])
-def test_every_python_prints_the_reference_bytes_and_trains_the_same_bits(name, label, tmp_path):
-    python = PYTHONS[label]
+def test_every_python_prints_the_reference_bytes_and_bits(name, label, background):
+    if PYTHONS[label] is None:
+        pytest.skip(not_installed(label))
+    check_run(background, f"{name} {label}", name, PYTHONS[label], family(label))
+
+
+# --plain: the algorithm part exactly as written, at the reference's speed
+PLAIN_RUNS = [("short", THIS_FAMILY), ("config", THIS_FAMILY), ("short", OTHER_FAMILY)]
+for _name, _family in PLAIN_RUNS:
+    slow_run(f"plain {_name} {_family}", "test_plain_prints_the_same_bytes_and_bits",
+             python_of(_family), [*golden_args(_name), "--plain", "--save", "model.json"])
+
+
+@pytest.mark.parametrize("name, family_name", PLAIN_RUNS)
+def test_plain_prints_the_same_bytes_and_bits(name, family_name, background):
+    python = python_of(family_name)
     if python is None:
-        pytest.skip(f"{label} is not installed here (looked for python3.N and pypy3 on PATH, "
-                    f"and in /root/.pyenv/versions)")
-    check_run(name, python, "pypy" if label == "PyPy" else "cpython", tmp_path)
+        pytest.skip(not_installed(family_name))
+    check_run(background, f"plain {name} {family_name}", name, python, family_name,
+              extra=["--plain"])
+
+
+# The default run: 1,000 steps, once per family
+BLOG_NAMES = ("kamon ann karai jaire vialan karia yeran anna areli kaina konna keylen liole "
+              "alerin earan lenne kana lara alela anton").split()
+for _family in ("cpython", "pypy"):
+    slow_run(f"default {_family}", "test_the_default_run_prints_the_blog_posts_names",
+             python_of(_family), ["--save", "model.json"])
 
 
 def sample_lines(out):
-    return out.split(HEADER, 1)[1]
+    return out.split(HEADER.encode(), 1)[1]
 
 
-# The default run (1,000 steps) is the central proof and the slowest test, so it runs once per
-# interpreter family, and conftest.py starts both runs as soon as the tests are collected: they
-# train in the background while the other tests run.
-def default_python(family):
-    if family == THIS_FAMILY:
-        return sys.executable
-    return PYTHONS["PyPy"] if family == "pypy" else next((p for p in PYTHONS.values() if p), None)
-
-
-DEFAULT_RUNS = {}  # family (or "blog"): (process, its folder), filled by start_slow_runs
-
-
-def start_slow_runs(folder):
-    for family in ("cpython", "pypy"):
-        python = default_python(family)
-        if python is not None:
-            workdir = os.path.join(folder, family)
-            os.makedirs(workdir)
-            DEFAULT_RUNS[family] = (start("default", python, workdir), workdir)
-    if os.path.exists(NAMES_TXT):
-        DEFAULT_RUNS["blog"] = (subprocess.Popen(
-            [PYTHONS["PyPy"] or sys.executable, os.path.join(REPO, "microgpt.py"), "--input",
-             NAMES_TXT], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE), folder)
-
-
-@pytest.mark.parametrize("family", ["cpython", "pypy"])
-def test_the_default_run_prints_the_reference_bytes_and_its_saved_model_samples_them_again(
-        family, tmp_path):
-    python = default_python(family)
+@pytest.mark.parametrize("family_name", ["cpython", "pypy"])
+def test_the_default_run_prints_the_blog_posts_names(family_name, background, tmp_path):
+    python = python_of(family_name)
     if python is None:
-        pytest.skip("PyPy (pypy3) is not installed here")
-    process, workdir = DEFAULT_RUNS.pop(family, (None, tmp_path))
-    model, expected = check_run("default", python, family, workdir, process)
-    loaded = run(python, ["--load", str(model)], tmp_path)
-    assert loaded == HEADER + sample_lines(expected), (
-        f"--load printed {loaded!r}, the saving run {sample_lines(expected)!r}")
+        pytest.skip(not_installed(family_name))
+    model, out = check_run(background, f"default {family_name}", "default", python, family_name)
+    # The golden is the reference's output: on makemore's names, the post's 20 names and loss
+    text = out.decode()
+    names = re.findall(r"^sample +\d+: (.*)$", text, flags=re.M)
+    last_loss = re.findall(r"step 1000 / 1000 \| loss (\d+\.\d{4})\r", text)
+    assert names == BLOG_NAMES and last_loss == ["2.6497"], (
+        f"samples {names}, last loss {last_loss}; the post: {BLOG_NAMES}, 2.6497")
+    # And the saved model samples them again, without training
+    loaded = run_script(["--load", model], tmp_path, python=python)
+    assert loaded.returncode == 0 and loaded.stdout == HEADER.encode() + sample_lines(out), (
+        f"--load printed {loaded.stdout!r} (stderr {loaded.stderr!r}), the saving run "
+        f"{sample_lines(out)!r}")
 
 
 def test_a_saved_model_of_another_shape_samples_the_same_names(tmp_path):
-    model, expected = check_run("config", sys.executable, THIS_FAMILY, tmp_path)
-    loaded = run(sys.executable, ["--load", str(model)], tmp_path)
-    assert loaded == HEADER + sample_lines(expected), loaded
-
-
-# With makemore's names.txt as input, the reference prints the blog post's names and last loss.
-# names.txt is not in the repository: the README's "Reproduce the blog post" downloads it into
-# the repository's folder, and then this check runs; it is skipped otherwise.
-NAMES_TXT = os.path.join(REPO, "names.txt")
-BLOG_NAMES = ("kamon ann karai jaire vialan karia yeran anna areli kaina konna keylen liole "
-              "alerin earan lenne kana lara alela anton").split()
-
-
-@pytest.mark.skipif(not os.path.exists(NAMES_TXT),
-                    reason="makemore's names.txt is not in the repository's folder (README, "
-                           "'Reproduce the blog post', downloads it there)")
-def test_makemore_names_give_the_blog_posts_names_and_loss(tmp_path):
-    # PyPy when it is here: the same bytes as CPython (above), and faster.
-    process, _ = DEFAULT_RUNS.pop("blog", (None, None))
-    process = process or subprocess.Popen(
-        [PYTHONS["PyPy"] or sys.executable, os.path.join(REPO, "microgpt.py"), "--input",
-         NAMES_TXT], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, f"exit {process.returncode}: {err!r}"
-    out = out.decode()
-    last_loss = re.findall(r"step 1000 / 1000 \| loss (\d+\.\d{4})\r", out)
-    names = re.findall(r"^sample +\d+: (.*)$", out, flags=re.M)
-    assert last_loss == ["2.6497"], f"last loss: expected ['2.6497'], got {last_loss}"
-    assert names == BLOG_NAMES, f"samples: expected {BLOG_NAMES}, got {names}"
+    args = [*golden_args("config"), "--input", INPUT, "--save", "model.json"]
+    saving = run_script(args, tmp_path)
+    assert saving.returncode == 0, saving.stderr
+    loaded = run_script(["--load", "model.json"], tmp_path)
+    assert loaded.stdout == HEADER.encode() + sample_lines(golden("config", "out")), (
+        loaded.stdout, loaded.stderr)

@@ -18,13 +18,11 @@ do. The tests are skipped when torch is not installed (see the reason below).
 import contextlib
 import io
 import math
-import os
-import random
 
 import pytest
 
 import microgpt
-from conftest import REPO, configure, doc_loss, encode
+from conftest import INPUT, configure, doc_loss, encode, new_model
 
 torch = pytest.importorskip(
     "torch", reason="torch is not installed, so microgpt is not compared with PyTorch; to run "
@@ -81,15 +79,16 @@ def one_thread():
 @pytest.fixture(scope="module")
 def uchars():
     """The vocabulary of input.txt, as microgpt makes it."""
-    names = microgpt.load_docs(os.path.join(REPO, "input.txt"))
+    with open(INPUT, encoding="utf-8") as f:
+        names = f.read().split()
     assert set(DOCS[:-1]) <= set(names), "the test's names are not all in input.txt"
-    return microgpt.vocabulary(names)
+    return sorted(set("".join(names)))
 
 
 def initial_weights(uchars):
-    """microgpt's first weights for the current shape, as main() draws them after a seed."""
-    random.seed(microgpt.seed)
-    return microgpt.init_params(len(uchars) + 1)
+    """microgpt's first weights for the current shape: (state_dict, params)."""
+    _, state_dict, params = new_model(uchars, seed=microgpt.seed)
+    return state_dict, params
 
 
 # microgpt's side: conftest.doc_loss, the loss of one document exactly as microgpt.train builds it.
@@ -160,10 +159,10 @@ def worst_difference(ours, theirs, scale):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_pytorch_gives_the_same_loss_and_gradients(shape, uchars):
+def test_pytorch_gives_the_same_loss_and_gradients(shape, uchars, efficient):
     configure(**shape)
     assert len(LONG_DOC) + 1 > microgpt.block_size, "no document is cut to block_size"
-    state_dict = initial_weights(uchars)
+    state_dict, params = initial_weights(uchars)
     weights = as_tensors(state_dict)
     for doc in DOCS:
         tokens = encode(doc, uchars)
@@ -171,7 +170,7 @@ def test_pytorch_gives_the_same_loss_and_gradients(shape, uchars):
         loss.backward()
         grads = {name: [[p.grad for p in row] for row in matrix]
                  for name, matrix in state_dict.items()}
-        for p in microgpt.parameters(state_dict):
+        for p in params:
             p.grad = 0
 
         for t in weights.values():
@@ -189,21 +188,15 @@ def test_pytorch_gives_the_same_loss_and_gradients(shape, uchars):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_twenty_adam_steps_match_pytorch(shape, uchars, monkeypatch):
+def test_twenty_adam_steps_match_pytorch(shape, uchars, efficient):
     configure(**shape, num_steps=NUM_STEPS)
-    state_dict = initial_weights(uchars)
+    state_dict, params = initial_weights(uchars)
     weights = as_tensors(state_dict)
     initial = {name: t.detach().clone() for name, t in weights.items()}
 
-    losses, backward = [], microgpt.Value.backward
-
-    def recording_backward(loss):  # train calls backward() once a step, on that step's loss
-        losses.append(loss.data)
-        backward(loss)
-
-    monkeypatch.setattr(microgpt.Value, "backward", recording_backward)
+    losses = []  # train() adds each step's loss
     with contextlib.redirect_stdout(io.StringIO()):  # one progress line per step
-        microgpt.train(DOCS, uchars, state_dict)
+        microgpt.train(DOCS, uchars, len(uchars), state_dict, params, losses)
 
     # PyTorch's Adam: torch.optim.adam.adam is the function that torch.optim.Adam.step runs (the
     # class itself would first import torch._dynamo, 1.3 s). At step t = 1, 2, ... it computes
@@ -211,23 +204,23 @@ def test_twenty_adam_steps_match_pytorch(shape, uchars, monkeypatch):
     #   v = b2 * v + (1 - b2) * g * g
     #   p -= lr / (1 - b1 ** t) * m / (sqrt(v) / sqrt(1 - b2 ** t) + eps)
     # which is lr * m_hat / (sqrt(v_hat) + eps): microgpt's update, rounded differently.
-    params = list(weights.values())
-    m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
-    steps = [torch.tensor(0.0, dtype=F64) for _ in params]  # adam() counts them up
+    tensors = list(weights.values())
+    m, v = [torch.zeros_like(p) for p in tensors], [torch.zeros_like(p) for p in tensors]
+    steps = [torch.tensor(0.0, dtype=F64) for _ in tensors]  # adam() counts them up
     expected_losses = []
     for step in range(NUM_STEPS):
-        for p in params:
+        for p in tensors:
             p.grad = None
         loss = torch_loss(weights, encode(DOCS[step % len(DOCS)], uchars))
         loss.backward()
         expected_losses.append(loss.item())
         with torch.no_grad():
-            adam(params, [p.grad for p in params], m, v, [], steps, foreach=False,
+            adam(tensors, [p.grad for p in tensors], m, v, [], steps, foreach=False,
                  lr=microgpt.learning_rate * (1 - step / NUM_STEPS), beta1=microgpt.beta1,
                  beta2=microgpt.beta2, eps=microgpt.eps_adam, weight_decay=0, amsgrad=False,
                  maximize=False)
 
-    assert len(losses) == NUM_STEPS, f"{len(losses)} calls to backward() in {NUM_STEPS} steps"
+    assert len(losses) == NUM_STEPS, f"{len(losses)} losses for {NUM_STEPS} steps"
     for step, (ours, theirs) in enumerate(zip(losses, expected_losses)):
         relative = abs(ours - theirs) / theirs
         assert relative <= LOSS_TOL, \
