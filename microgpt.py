@@ -2,9 +2,10 @@
 pure Python. It trains on a list of names, then makes up new ones: the same algorithm as the
 post's program, and for the same input and seed the same output, to the last bit.
 
-Read it beside the post: the sections below follow its listings, in its order, with its names.
-After them come an Efficiency section (the same numbers, computed faster) and the plumbing (the
-command line, saving and loading, errors). Run it with: python microgpt.py"""
+Read it beside the post: the sections below follow its listings, in its order and with its
+names; where they differ, a comment says so. After them come an Efficiency section (the same
+numbers, computed faster) and the plumbing (the command line, saving and loading, errors).
+Run it with: python microgpt.py"""
 import math    # math.log, math.exp
 import os      # os.path.exists: is there an input.txt yet?
 import random  # random.seed, random.shuffle, random.gauss, random.choices
@@ -12,13 +13,15 @@ import random  # random.seed, random.shuffle, random.gauss, random.choices
 
 # Dataset: the documents to learn from, one per line of input.txt. Here they are 32,033 names.
 input_path = "input.txt"  # the training text (--input)
-seed = 42  # one random stream, seeded once, drives it all: the shuffle, first weights, samples
+seed = 42  # seeds the one random stream, before the shuffle; it then gives weights and samples
 
 
 def load_docs(path):
-    if path == "input.txt" and not os.path.exists(path):  # only the default file is fetched
+    # Only the default file is fetched; any other missing file is the user's mistake
+    if path == "input.txt" and not os.path.exists(path):
         download_names(path)  # makemore's names.txt, as the post does (see the plumbing)
-    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a name
+    # utf-8-sig: the mark some editors put at the start of a file is not part of a name
+    with open(path, encoding="utf-8-sig") as f:
         docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
     random.shuffle(docs)
     print(f"num docs: {len(docs)}")
@@ -29,7 +32,7 @@ def load_docs(path):
 # marks where a document begins and ends.
 def tokenizer(docs):
     uchars = sorted(set("".join(docs)))  # the characters that occur; a character's id: its index
-    BOS = len(uchars)  # the id of the Beginning Of Sequence token, after the characters'
+    BOS = len(uchars)  # the id of the Beginning Of Sequence token: the next id after theirs
     vocab_size = len(uchars) + 1  # all the tokens: every character, and BOS
     print(f"vocab size: {vocab_size}")
     return uchars, BOS, vocab_size
@@ -38,7 +41,7 @@ def tokenizer(docs):
 # Autograd: a Value is a number that remembers how it was computed, so that backward() can apply
 # the chain rule from the loss back to every number the loss was computed from.
 class Value:
-    __slots__ = ("data", "grad", "_children", "_local_grads")  # saves memory: there are many
+    __slots__ = ("data", "grad", "_children", "_local_grads")  # less memory for each Value
 
     def __init__(self, data, children=(), local_grads=()):
         self.data = data                 # the number itself, computed in the forward pass
@@ -52,8 +55,11 @@ class Value:
 
     def __mul__(self, other):
         other = other if isinstance(other, Value) else Value(other)
+        # d(a*b)/da is b, and d(a*b)/db is a
         return Value(self.data * other.data, (self, other), (other.data, self.data))
 
+    # Powers (of a plain number k), log, exp and relu, each with its derivative; then the rest,
+    # built from those: -a is a * -1, a - b is a + (-b), and a / b is a * b**-1
     def __pow__(self, k): return Value(self.data**k, (self,), (k * self.data**(k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
     def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
@@ -80,8 +86,9 @@ class Value:
         build_topo(self)
 
         # The chain rule, from the loss back. A node's turn comes after every node that uses it,
-        # so its grad is complete when it hands a share to each of its children.
-        self.grad = 1
+        # so its grad is complete when it hands a share to each of its children (+=: a node used
+        # in several places gets a share from each).
+        self.grad = 1  # d loss / d loss: where the chain rule starts
         for v in reversed(topo):
             for child, local_grad in zip(v._children, v._local_grads):
                 child.grad += local_grad * v.grad
@@ -91,12 +98,13 @@ class Value:
 # settings decide how many numbers there are.
 n_layer = 1      # how many transformer blocks, one after the other: the depth
 n_embd = 16      # how many numbers stand for a token at a position: the width
-block_size = 16  # the longest context; the longest name is 15 characters, plus the BOS before it
+block_size = 16  # the longest context: the longest name has 15 characters, and BOS before it
 n_head = 4       # attention heads: each works on its own n_embd // n_head slice of q, k and v
 
 
 def matrix(nout, nin, std=0.08):
-    # Small random numbers: at first the model gives every next token about the same chance
+    # Small random numbers (0.08: the post's choice): at first, every next token gets about the
+    # same chance, and nothing starts large enough to blow up
     return [[Value(random.gauss(0, std)) for _ in range(nin)] for _ in range(nout)]
 
 
@@ -118,7 +126,7 @@ def init_params(vocab_size):
 
 # Architecture: GPT-2, with small differences (RMSNorm for LayerNorm, no biases, ReLU for GeLU).
 # gpt() takes one token and its position, and gives logits: a score for every possible next token.
-def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row of w
+def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row wo of w
     return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
 
 
@@ -137,18 +145,20 @@ def rmsnorm(x):  # rescale x so that the mean of its squares is 1
     return [xi * scale for xi in x]
 
 
-def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...: the sum of products that attention takes twice
+def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...: a sum of products, which attention needs twice
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
 def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
-    # keys, values: the KV cache, a list per layer of what earlier positions computed
+    # keys, values: the KV cache, a list per layer of the k and v of each position so far.
+    # attention: a list to collect the attention weights in, for --inspect (not in the post).
     head_dim = n_embd // n_head  # each head's share of the embedding
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
-    # Not redundant: a block's own rmsnorm norms only the copy it works on, while the residual
-    # stream below carries this x itself on to the logits
+    # Normed here too, though each block norms its input again: the residual stream below
+    # starts from this x and carries it on to the logits, while a block's own rmsnorm norms
+    # only the copy it works on
     x = rmsnorm(x)
 
     for li in range(n_layer):
@@ -159,17 +169,18 @@ def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
         k = linear(x, state_dict[f"layer{li}.attn_wk"])  # what it can be found by
         v = linear(x, state_dict[f"layer{li}.attn_wv"])  # what it hands over when found
-        # Kept as Values: the losses of later positions flow back through the cache into k and v
+        # The cache holds the Values themselves, not just their numbers, so the losses of later
+        # positions flow back through it into this k and v
         keys[li].append(k)
         values[li].append(v)
         x_attn = []
         for h in range(n_head):
-            hs = h * head_dim
+            hs = h * head_dim  # where head h's slice starts
             q_h = q[hs:hs + head_dim]
             k_h = [ki[hs:hs + head_dim] for ki in keys[li]]  # [positions so far][head_dim]
             v_h = [vi[hs:hs + head_dim] for vi in values[li]]
             # A sum of head_dim products of random sign grows like sqrt(head_dim). Dividing by
-            # that keeps the logits near 1, so softmax does not saturate on a single position.
+            # that keeps the logits' spread about 1, so softmax does not pile on one position.
             attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
             attn_weights = softmax(attn_logits)  # how much to take from each position
             if attention is not None:  # a caller that wants to look inside (--inspect)
@@ -194,15 +205,16 @@ def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
 
 # Training: show the model one document at a time, and nudge every parameter so that the
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
-num_steps = 1000      # training steps, one document each
-learning_rate = 0.01  # how far Adam moves a parameter at the first step; it falls linearly to 0
+num_steps = 1000      # training steps, one document each: 1,000 of the 32,033 names
+learning_rate = 0.01  # how far Adam moves a parameter at the first step; it falls linearly
 beta1 = 0.85          # Adam keeps 85% of m at each step, and mixes in 15% of the new gradient
 beta2 = 0.99          # and 99% of v, with 1% of the new gradient squared
-eps_adam = 1e-8       # keeps Adam from dividing by 0 when a gradient is 0
+eps_adam = 1e-8       # keeps Adam from dividing by 0 (for a parameter whose grads were all 0)
 
 
 def train(docs, uchars, BOS, state_dict, params, step_losses):
-    # step_losses: the caller's list; each step's loss is added to it (the run reports them)
+    # step_losses: a list from the caller, to which each step's loss is added: so the caller
+    # knows how far training got, even if it stops early, and can report the loss trend
     m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
     v = [0.0] * len(params)  # its second moment: a running mean of the gradient squared
 
@@ -210,7 +222,7 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
 
         # Take one document and tokenize it, with BOS on both sides: predicting from the first
         # BOS teaches how names begin, and predicting the last one teaches where they end
-        doc = docs[step % len(docs)]
+        doc = docs[step % len(docs)]  # the next name (% : from the first again, after the last)
         tokens = [BOS] + [uchars.index(ch) for ch in doc] + [BOS]
         n = min(block_size, len(tokens) - 1)  # the positions to predict; a longer name is cut
 
@@ -221,9 +233,10 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
             token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax(logits)
-            loss_t = -probs[target_id].log()  # 0 when the model was sure of the right token
+            # -log p: 0 if the model was sure of the right token, larger the less it expected it
+            loss_t = -probs[target_id].log()
             losses.append(loss_t)
-        loss = (1 / n) * sum(losses)  # the mean: a long name weighs no more than a short one
+        loss = (1 / n) * sum(losses)  # the mean, so a long name's loss is on a short one's scale
         if not math.isfinite(loss.data):  # blown up (too large a learning rate): stop right here,
             raise FloatingPointError(f"the loss is {loss.data}")  # before it spreads everywhere
 
@@ -243,33 +256,37 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
             p.grad = 0  # backward adds into grad (+=), so clear it for the next step
 
+        # \r: back to the start of the line, so that the next step's line overwrites this one
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
         step_losses.append(loss.data)
 
 
 # Inference: the trained model makes up new names, one token at a time, until it picks BOS.
-temperature = 0.5  # logits are divided by it: 0.5 squares each odds ratio (safer names)
+temperature = 0.5  # divides the logits: below 1 the likely get likelier (safer names)
 num_samples = 20   # how many names to make up
 prompt = ""        # letters that every name starts with (--prompt); the post has none
 
 
 def inference(uchars, BOS, vocab_size, state_dict, samples):
-    # samples: the caller's list; each name made up is added to it
+    # samples: a list from the caller, to which each name made up is added
     print("\n--- inference (new, hallucinated names) ---")
     for sample_idx in range(num_samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
         token_id = BOS
         sample = []
-        for ch in prompt:  # a prompt's letters are given, not drawn: feed them in, one by one
-            gpt(token_id, len(sample), keys, values, state_dict)  # only to fill the KV cache
+        # A prompt's letters are given, not drawn. Each is fed in at its position, to fill the
+        # KV cache (its logits are not needed); the last goes in as the loop below starts.
+        for ch in prompt:
+            gpt(token_id, len(sample), keys, values, state_dict)
             token_id = uchars.index(ch)
             sample.append(ch)
 
         for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
-            if not all(math.isfinite(p.data) for p in probs):  # nothing to draw from: stop here
+            if not all(math.isfinite(p.data) for p in probs):  # blown-up weights: no sense left
                 raise FloatingPointError("NaN probabilities")
+            # Draw one token, each as likely as its probability ([0]: choices gives a list)
             token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
             if token_id == BOS:  # the model says: the name ends here
                 break
@@ -278,10 +295,21 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
         samples.append("".join(sample))
 
 
+# Running it: the post's program runs its listings top to bottom. Here each listing is a
+# function, so that importing this file runs nothing, and run() in the plumbing calls them in
+# the post's order, with the flags' settings and a clear line for whatever goes wrong:
+#     random.seed(seed)
+#     docs = load_docs(input_path)
+#     uchars, BOS, vocab_size = tokenizer(docs)
+#     state_dict, params = init_params(vocab_size)
+#     train(docs, uchars, BOS, state_dict, params, step_losses)
+#     inference(uchars, BOS, vocab_size, state_dict, samples)
+
+
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
-# above is the complete algorithm, and everything else is just efficiency. main() swaps these in
+# above is the complete algorithm, and everything else is just efficiency. run() swaps these in
 # for the plain code above while it runs (see efficiency() below); --plain runs without them.
-# Each says why its numbers are the same; tests/test_efficiency.py proves it, bit for bit.
+# Each says why its numbers are the same; tests/test_efficiency.py checks it, bit for bit.
 import contextlib  # noqa: E402 (the algorithm needs math, os and random only)
 import gc  # noqa: E402
 import sys  # noqa: E402
@@ -424,29 +452,32 @@ NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.t
 #   training  no training runs with --load, so it cannot go with it; the file does not keep it
 #   sampling  the file keeps it; given with --load, the flag's value is used instead
 #   run       this run's alone: it goes with anything, and no file keeps it
-Flag = collections.namedtuple("Flag", "name setting type rule role meaning")
+Flag = collections.namedtuple("Flag", "name metavar setting type rule role meaning")
 FLAGS = [
-    Flag("--input", "input_path", str, "", "training", "training text, one document per line"),
-    Flag("--seed", "seed", int, "", "run", "random seed"),
-    Flag("--n-layer", "n_layer", int, "> 0", "shape", "number of transformer layers"),
-    Flag("--n-embd", "n_embd", int, "> 0", "shape", "width of the embeddings"),
-    Flag("--n-head", "n_head", int, "> 0", "shape", "attention heads; must divide --n-embd"),
-    Flag("--block-size", "block_size", int, "> 0", "shape",
+    Flag("--input", "FILE", "input_path", str, "", "training",
+         "training text, one document per line"),
+    Flag("--seed", "N", "seed", int, "", "run", "random seed"),
+    Flag("--n-layer", "N", "n_layer", int, "> 0", "shape", "number of transformer layers"),
+    Flag("--n-embd", "N", "n_embd", int, "> 0", "shape", "width of the embeddings"),
+    Flag("--n-head", "N", "n_head", int, "> 0", "shape", "attention heads; must divide --n-embd"),
+    Flag("--block-size", "N", "block_size", int, "> 0", "shape",
          "longest context; longer documents are cut"),
-    Flag("--num-steps", "num_steps", int, ">= 0", "training", "training steps, one document each"),
-    Flag("--learning-rate", "learning_rate", float, ">= 0", "training",
+    Flag("--num-steps", "N", "num_steps", int, ">= 0", "training",
+         "training steps, one document each"),
+    Flag("--learning-rate", "LR", "learning_rate", float, ">= 0", "training",
          "Adam's learning rate, decayed to 0"),
-    Flag("--temperature", "temperature", float, "> 0", "sampling",
+    Flag("--temperature", "T", "temperature", float, "> 0", "sampling",
          "sampling temperature; lower: safer"),
-    Flag("--num-samples", "num_samples", int, ">= 0", "sampling", "names to sample after training"),
-    Flag("--prompt", "prompt", str, "", "run", "text that every sample starts with"),
-    Flag("--save", "save_path", str, "", "training",
+    Flag("--num-samples", "N", "num_samples", int, ">= 0", "sampling",
+         "names to sample after training"),
+    Flag("--prompt", "TEXT", "prompt", str, "", "run", "text that every sample starts with"),
+    Flag("--save", "FILE", "save_path", str, "", "training",
          "after training, save the model to this JSON file"),
-    Flag("--load", "load_path", str, "", "run",
+    Flag("--load", "FILE", "load_path", str, "", "run",
          "sample from a model saved with --save, without training"),
-    Flag("--plain", "plain", bool, "", "run",
+    Flag("--plain", "", "plain", bool, "", "run",
          "run the algorithm as written, without the Efficiency section (slower)"),
-    Flag("--inspect", "inspect_text", str, "not empty", "run",
+    Flag("--inspect", "TEXT", "inspect_text", str, "not empty", "run",
          "after sampling, show what the model does with this text"),
 ]
 DEFAULTS = {flag.setting: globals()[flag.setting] for flag in FLAGS}  # the values written above
@@ -475,8 +506,7 @@ def parse_flags(argv=None):
             continue
         default = DEFAULTS[flag.setting]
         meaning = f"{flag.meaning} (default: {default})" if default != "" else flag.meaning
-        metavar = flag.name[2:].upper().replace("-", "_")
-        parser.add_argument(flag.name, dest=flag.setting, type=flag.type, metavar=metavar,
+        parser.add_argument(flag.name, dest=flag.setting, type=flag.type, metavar=flag.metavar,
                             help=meaning)
     given = vars(parser.parse_args(argv))
 

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -172,6 +171,12 @@ def golden_args(name):
     return golden(name, "args").decode().split()
 
 
+# The default run (1,000 steps), as README.md shows it: saved, and inspecting "emma"
+DEFAULT_ARGS = ["--save", "model.json", "--inspect", "emma"]
+DEFAULT_RUN_TESTS = ("test_the_default_run_prints_the_blog_posts_names",
+                     "test_the_readme_shows_the_default_runs_reports_and_inspection")
+
+
 # The slow runs ----------------------------------------------------------------------------------
 
 class Background:
@@ -179,25 +184,35 @@ class Background:
     of input.txt, so nothing is downloaded), and collected by the test that checks it."""
 
     def __init__(self, folder):
-        self.folder, self.runs = folder, {}
+        self.folder, self.runs, self.results = folder, {}, {}
 
     def start(self, name, python, args):
         workdir = os.path.join(self.folder, re.sub(r"\W+", "-", name))
         os.makedirs(workdir)
         shutil.copy(INPUT, os.path.join(workdir, "input.txt"))
-        process = subprocess.Popen([python, SCRIPT, *args], cwd=workdir,
+        process = subprocess.Popen([python, *PEAK_MEMORY, SCRIPT, *args], cwd=workdir,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         self.runs[name] = (process, workdir)
 
     def result(self, name, python, args, timeout=600):
         """(stdout, stderr, exit status, peak memory in KB, folder) of the run `name`; started
-        now if the session did not start it (when this test runs on its own)."""
-        if name not in self.runs:
-            self.start(name, python, args)
-        process, workdir = self.runs.pop(name)
-        out, err, peak_kb = wait_with_peak_memory(process, timeout)
-        return out, err, process.returncode, peak_kb, workdir
+        now if the session did not start it (when this test runs on its own). The peak is the
+        run's own (VmHWM), from the last line of its stderr, which is taken off."""
+        if name not in self.results:
+            if name not in self.runs:
+                self.start(name, python, args)
+            process, workdir = self.runs.pop(name)
+            try:
+                out, err = process.communicate(timeout=timeout)
+            finally:
+                process.kill()
+                process.wait()
+            peak = 0
+            if b"peak memory: " in err:
+                err, _, peak = err.rpartition(b"peak memory: ")
+            self.results[name] = (out, err, process.returncode, int(peak), workdir)
+        return self.results[name]
 
     def stop(self):
         for process, _ in self.runs.values():
@@ -205,46 +220,41 @@ class Background:
             process.wait()
 
 
-def wait_with_peak_memory(process, timeout):
-    """Wait for `process`: (stdout, stderr, peak resident memory in KB). The pipes are read in
-    threads, the status collected with os.wait4, which reports the process's own peak."""
-    chunks = {"out": [], "err": []}
+# How a slow run starts: microgpt.py as the main program, which at exit adds its peak memory to
+# its stderr. That is the process's own high-water mark (VmHWM, Linux): the peak that the kernel
+# reports to the parent (ru_maxrss) starts from the parent's own, at fork, and pytest's is large.
+PEAK_MEMORY = ["-c", """if True:
+    import atexit, runpy, sys
 
-    def drain(stream, key):
-        chunks[key].append(stream.read())
+    def peak():
+        try:
+            with open("/proc/self/status") as f:
+                kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+        except OSError:
+            kb = 0
+        sys.stderr.write(f"peak memory: {kb}")
 
-    threads = [threading.Thread(target=drain, args=(process.stdout, "out")),
-               threading.Thread(target=drain, args=(process.stderr, "err"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    if any(thread.is_alive() for thread in threads):  # still running at the deadline
-        process.kill()
-        for thread in threads:
-            thread.join()
-    process.stdout.close()
-    process.stderr.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status) if hasattr(
-        os, "waitstatus_to_exitcode") else status >> 8
-    return b"".join(chunks["out"]), b"".join(chunks["err"]), usage.ru_maxrss
+    atexit.register(peak)
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""]
 
 
-SLOW_RUNS = {}  # name: (test that checks it, python, args); filled by the test modules
+SLOW_RUNS = {}  # name: (the tests that check it, python, args); filled by the test modules
 
 
-def slow_run(name, test, python, args):
-    """Declare a slow run: started in the background as the session starts, if `test` is in it."""
-    SLOW_RUNS[name] = (test, python, args)
+def slow_run(name, tests, python, args):
+    """Declare a slow run: started in the background as the session starts, if one of `tests`
+    (a test's name, or several) is in it."""
+    SLOW_RUNS[name] = ({tests} if isinstance(tests, str) else set(tests), python, args)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
     runs = Background(str(tmp_path_factory.mktemp("background")))
     tests = {item.name.split("[")[0] for item in request.session.items}
-    for name, (test, python, args) in SLOW_RUNS.items():
-        if test in tests and python is not None:
+    for name, (checked_by, python, args) in SLOW_RUNS.items():
+        if checked_by & tests and python is not None:
             runs.start(name, python, args)
     yield runs
     runs.stop()

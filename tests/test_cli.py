@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import microgpt  # the real file (conftest.py puts the repository on sys.path)
-from conftest import HEADER, INPUT, REPO, run_main, run_script, sample_texts
+from conftest import HEADER, INPUT, NAMES_TEXT, REPO, run_main, run_script, sample_texts, write
 
 
 @pytest.fixture
@@ -70,14 +70,17 @@ def test_each_run_starts_from_the_files_settings(workdir, monkeypatch, capsys):
     assert code == 0 and "num params: 4192\n" in out, out
 
 
-def test_num_samples_sets_how_many_names_are_printed(workdir):
-    got = sample_texts(run(["--num-steps", "2", "--num-samples", "3"], workdir))
+def test_num_samples_sets_how_many_names_are_printed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "input.txt", NAMES_TEXT)
+    got = sample_texts(run_main(capsys, ["--num-steps", "2", "--num-samples", "3"])[1])
     assert len(got) == 3, f"--num-samples 3: expected 3 sample lines, got {got}"
 
 
-def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(workdir, monkeypatch,
+def test_the_seed_drives_the_shuffle_the_first_weights_and_the_samples(tmp_path, monkeypatch,
                                                                         capsys):
-    monkeypatch.chdir(workdir)  # the default input.txt
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "input.txt", NAMES_TEXT)  # a short input.txt: the claim is the same
     starts, real_train, real_inference = [], microgpt.train, microgpt.inference
 
     def recording_train(docs, uchars, BOS, state_dict, params, step_losses):

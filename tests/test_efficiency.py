@@ -176,8 +176,12 @@ def compare_modes(docs, shape, names):
     differences = []
     for doc in docs:
         tokens = encode(doc, uchars)
-        plain = doc_loss(tokens, state_dict)
-        plain.backward()
+        gc.disable()  # (it changes no number; the plain graph's cycle is freed below)
+        try:
+            plain = doc_loss(tokens, state_dict)
+            plain.backward()
+        finally:
+            gc.enable()
         plain_grads = take_grads(state_dict)
         with microgpt.efficiency():
             fast = doc_loss(tokens, state_dict)
@@ -256,12 +260,13 @@ def test_only_the_plain_sort_leaves_a_cycle_for_the_collector(efficient, names):
 
 
 # Peak memory of 100 steps, as real runs: a graph that is never freed would add megabytes a step
-# (the post's program, with the collector off, passes 1 GB within 100 steps). The fast run trains
-# the default model; --plain, 18 times slower, a narrow one (its graph kept 100 times: 500 MB).
+# (the post's program, with the collector off, passes 1.5 GB within 100 steps). The fast run
+# trains the default model; --plain, 17 times slower, a narrow one (all 100 of its graphs kept,
+# had the collector been off: 216 MB).
 MEMORY_RUNS = {"efficient": ["--num-steps", "100", "--num-samples", "0"],
-               "plain": ["--plain", "--n-embd", "8", "--n-head", "2", "--block-size", "8",
+               "plain": ["--plain", "--n-embd", "4", "--n-head", "1", "--block-size", "8",
                          "--num-steps", "100", "--num-samples", "0"]}
-MEMORY_LIMIT_KB = 40_000  # measured 25 MB (efficient) and 29 MB (plain), CPython 3.11
+MEMORY_LIMIT_KB = 40_000  # measured 25 MB (efficient) and 22 MB (plain), CPython 3.11
 for _mode, _args in MEMORY_RUNS.items():
     slow_run(f"memory {_mode}", "test_peak_memory_of_100_steps", sys.executable, _args)
 
@@ -273,6 +278,8 @@ def test_peak_memory_of_100_steps(mode, background):
     out, err, code, peak_kb, _ = background.result(f"memory {mode}", sys.executable,
                                                     MEMORY_RUNS[mode])
     assert code == 0, err
+    if peak_kb == 0:
+        pytest.skip("no /proc/self/status here to read the peak from")
     assert peak_kb < MEMORY_LIMIT_KB, (
         f"{mode}: 100 steps peaked at {peak_kb / 1000:.1f} MB, over {MEMORY_LIMIT_KB / 1000} MB")
 

@@ -1,14 +1,16 @@
-"""README.md says true things: its flag table is `--help`, its reading guide is the file's
-sections, its output excerpt is the reference's lines in their order, and CI runs its test
-command."""
+"""README.md says true things: its flag table and usage line are `--help`'s, its reading guide
+names the file's sections and what each defines, its output excerpts are the reference's lines in
+their order and the default run's own reports and inspection, and CI runs its test command and
+the linter."""
 import argparse
 import ast
 import os
 import re
+import subprocess
+import sys
 
 import microgpt
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import DEFAULT_ARGS, DEFAULT_RUN_TESTS, REPO, slow_run
 
 
 def read(*parts):
@@ -27,7 +29,7 @@ def flag_help(monkeypatch):
         return add_argument(parser, *names, **kwargs)
 
     monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
-    microgpt.parse_args([])
+    microgpt.parse_flags([])
     return captured
 
 
@@ -41,40 +43,68 @@ def test_flag_table_matches_help(monkeypatch):
         assert table[flag] == real[flag], f"{flag}: README says {table[flag]}, --help {real[flag]}"
 
 
-def test_reading_guide_matches_sections():
-    lines = read("microgpt.py").split("\n")[:-1]  # the file ends with a newline
-    starts = [i + 1 for i, line in enumerate(lines) if re.match(r"# [A-Z][A-Za-z ]*[:,]", line)]
-    ends = [s - 1 for s in starts[1:]] + [len(lines)]
-    sections = [(s, e, re.match(r"# ([A-Za-z ]+)", lines[s - 1]).group(1))
-                for s, e in zip(starts, ends)]
-    rows = re.findall(r"^\| (\d+)–(\d+) \| ([A-Za-z ]+) \|", read("README.md"), re.M)
-    guide = [(int(s), int(e), name) for s, e, name in rows]
-    assert guide == sections, f"README reading guide {guide}\n!= microgpt.py sections {sections}"
+def sections():
+    """[(name, first line, last line)] of microgpt.py's sections: each opens with '# Name: ...'."""
+    lines = read("microgpt.py").split("\n")
+    starts = [(i + 1, m.group(1)) for i, line in enumerate(lines)
+              for m in [re.match(r"# ([A-Z][a-z]+): ", line)] if m]
+    ends = [first - 1 for first, _ in starts[1:]] + [len(lines)]
+    return [(name, first, last) for (first, name), last in zip(starts, ends)]
 
 
 def definitions():
-    """{name: (first line, last line)} of every top-level def, class and setting in microgpt.py."""
-    spans = {}
+    """{name: line} of every top-level def, class and setting in microgpt.py, and of the
+    methods of its classes."""
+    found = {}
     for node in ast.parse(read("microgpt.py")).body:
         targets = getattr(node, "targets", [])
         names = [node.name] if hasattr(node, "name") else [
             n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-        spans.update({name: (node.lineno, node.end_lineno) for name in names})
-    return spans
+        found.update({name: node.lineno for name in names})
+        if isinstance(node, ast.ClassDef):
+            found.update({m.name: m.lineno for m in node.body if isinstance(m, ast.FunctionDef)})
+    return found
 
 
-def test_blog_post_table_gives_each_part_and_its_lines():
-    section = read("README.md").split("## Reading it next to the blog post", 1)[1].split("\n## ")[0]
-    rows = re.findall(r"^\| ([^|]+) \| (.+) \| (\d+)(?:–(\d+))? \|$", section, re.M)
+def table(heading):
+    """The rows of the first table under a README heading, as lists of cells."""
+    section = read("README.md").split(f"## {heading}\n", 1)[1].split("\n## ")[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows[1:]]  # without the header row
+
+
+def test_reading_guide_names_the_files_sections_in_order_and_what_each_defines():
+    guide = table("Reading guide")
+    found = sections()
+    assert [row[0] for row in guide] == [name for name, _, _ in found], (
+        f"README reading guide {[row[0] for row in guide]}\n!= microgpt.py's sections "
+        f"{[name for name, _, _ in found]}")
+    lines = definitions()
+    for (name, first, last), (_, what) in zip(found, guide):
+        for defined in re.findall(r"`([A-Za-z_]+)\(\)`", what):
+            line = lines.get(defined)
+            assert line and first <= line <= last, (
+                f"README says {defined}() is in the {name} section (lines {first}-{last}), "
+                f"microgpt.py defines it at line {line}")
+
+
+def test_blog_post_table_names_what_the_file_defines():
+    rows = table("Reading it next to the blog post")
     assert len(rows) >= 8, f"expected a row per part of the post, got {rows}"
-    spans = definitions()
-    for part, here, first, last in rows:
-        names = re.findall(r"`([a-z_A-Z]+)`", here.split(" (")[0])
-        missing = [name for name in names if name not in spans]
+    lines = definitions()
+    for part, here in rows:
+        names = re.findall(r"`([A-Za-z_]+)`", here)
+        missing = [name for name in names if name not in lines]
         assert names and not missing, f"{part}: {missing or here} not defined in microgpt.py"
-        real = (min(spans[n][0] for n in names), max(spans[n][1] for n in names))
-        claimed = (int(first), int(last or first))
-        assert claimed == real, f"{part}: README says lines {claimed}, {names} span {real}"
+
+
+def test_the_usage_line_is_the_programs(tmp_path):
+    env = dict(os.environ, COLUMNS="80")  # argparse wraps to the terminal's width
+    result = subprocess.run([sys.executable, os.path.join(REPO, "microgpt.py"), "--help"],
+                            cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    usage = result.stdout.decode().split("\n\n")[0]
+    shown = read("README.md").split("## Flags\n", 1)[1].split("```\n")[1].rstrip("\n")
+    assert shown == usage, f"README shows\n{shown}\n--help prints\n{usage}"
 
 
 def find_block(lines, block, start):
@@ -117,8 +147,32 @@ def test_output_excerpt_is_the_reference_output():
             f"README excerpt ends in '...' after {blocks[-1][-1:]}, default.out's last line")
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_and_the_linter():
     readme = read("README.md")
     command = re.search(r"python -m pip install pytest && (python -m pytest)", readme).group(1)
     ci = read(".ci", "run").split("\n")
     assert command in ci, f"README's test command {command!r} is not a line of .ci/run"
+    assert any(line.startswith("python -m ruff check") for line in ci), "CI runs no linter"
+    pyproject = read("pyproject.toml")
+    assert "line-length = 100" in pyproject and '"E", "W", "F"' in pyproject, pyproject
+
+
+slow_run("default cpython", DEFAULT_RUN_TESTS, sys.executable, DEFAULT_ARGS)
+
+
+def code_block_after(text, marker):
+    """The first ``` block after `marker` in text, as lines."""
+    return text.split(marker, 1)[1].split("```\n")[1].rstrip("\n").split("\n")
+
+
+def test_the_readme_shows_the_default_runs_reports_and_inspection(background):
+    # The default run (in the background; test_output.py checks its bytes): its two lines on
+    # standard error are Quick start's, and its inspection of "emma" is Look inside's
+    out, err, code, _, _ = background.result("default cpython", sys.executable, DEFAULT_ARGS)
+    assert code == 0, err
+    readme = read("README.md")
+    reports = code_block_after(readme, "two more lines go to standard error")
+    assert reports == err.decode().splitlines(), (reports, err.decode())
+    shown = code_block_after(readme, "Here is the default model on")
+    inspection = out.decode().split("\n--- inspect ", 1)[1]
+    assert shown == ("--- inspect " + inspection).rstrip("\n").split("\n"), inspection
