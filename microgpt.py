@@ -6,20 +6,21 @@ Read it beside the post: the sections below follow its listings, in its order an
 names; where they differ, a comment says so. After them come an Efficiency section (the same
 numbers, computed faster) and the plumbing (the command line, saving and loading, errors).
 Run it with: python microgpt.py"""
-import math    # math.log, math.exp
+import math    # math.log, math.exp, math.isfinite
 import os      # os.path.exists: is there an input.txt yet?
 import random  # random.seed, random.shuffle, random.gauss, random.choices
 
 
-# Dataset: the documents to learn from, one per line of input.txt. Here they are 32,033 names.
+# Dataset: the documents to learn from, one per line (input.txt holds 32,033 names).
 input_path = "input.txt"  # the training text (--input)
-seed = 42  # seeds the one random stream, before the shuffle; it then gives weights and samples
+seed = 42  # run() seeds Python's random numbers with it first: the shuffle, weights, samples
 
 
 def load_docs(path):
-    # Only the default file is fetched; any other missing file is the user's mistake
+    # Only the default file is fetched (as the post does: the details are in the plumbing);
+    # any other missing file is the user's mistake
     if path == "input.txt" and not os.path.exists(path):
-        download_names(path)  # makemore's names.txt, as the post does (see the plumbing)
+        download_names(path)
     # utf-8-sig: the mark some editors put at the start of a file is not part of a name
     with open(path, encoding="utf-8-sig") as f:
         docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
@@ -28,8 +29,8 @@ def load_docs(path):
     return docs
 
 
-# Tokenizer: it turns text into token ids, one per character, and back. One more token, BOS,
-# marks where a document begins and ends.
+# Tokenizer: a character's token id is its index in uchars, and uchars[id] turns it back. One
+# more token, BOS, marks where a document begins and ends.
 def tokenizer(docs):
     uchars = sorted(set("".join(docs)))  # the characters that occur; a character's id: its index
     BOS = len(uchars)  # the id of the Beginning Of Sequence token: the next id after theirs
@@ -58,8 +59,10 @@ class Value:
         # d(a*b)/da is b, and d(a*b)/db is a
         return Value(self.data * other.data, (self, other), (other.data, self.data))
 
-    # Powers (of a plain number k), log, exp and relu, each with its derivative; then the rest,
-    # built from those: -a is a * -1, a - b is a + (-b), and a / b is a * b**-1
+    # a**k (k a plain number), log, exp and relu (its slope: 1.0 where a > 0, else 0.0), each
+    # with its derivative. Then the rest, built from those: -a is a * -1, a - b is a + (-b),
+    # a / b is a * b**-1; and the r-versions, which Python calls when a plain number comes
+    # first, as in 0 + a (where sum() starts)
     def __pow__(self, k): return Value(self.data**k, (self,), (k * self.data**(k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
     def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
@@ -85,9 +88,9 @@ class Value:
                 topo.append(v)
         build_topo(self)
 
-        # The chain rule, from the loss back. A node's turn comes after every node that uses it,
-        # so its grad is complete when it hands a share to each of its children (+=: a node used
-        # in several places gets a share from each).
+        # The chain rule, from the loss back. In reversed topo, a node comes after every node
+        # that uses it, so its grad is complete when its turn comes. It then hands each child
+        # a share; += because a node used in several places gets a share from each.
         self.grad = 1  # d loss / d loss: where the chain rule starts
         for v in reversed(topo):
             for child, local_grad in zip(v._children, v._local_grads):
@@ -98,7 +101,7 @@ class Value:
 # settings decide how many numbers there are.
 n_layer = 1      # how many transformer blocks, one after the other: the depth
 n_embd = 16      # how many numbers stand for a token at a position: the width
-block_size = 16  # the longest context: the longest name has 15 characters, and BOS before it
+block_size = 16  # the longest context: the longest name, 15 characters, after its first BOS
 n_head = 4       # attention heads: each works on its own n_embd // n_head slice of q, k and v
 
 
@@ -119,20 +122,21 @@ def init_params(vocab_size):
         state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
-    params = [p for mat in state_dict.values() for row in mat for p in row]  # one flat list
+    # Every number of every matrix, row by row, in one flat list (for the optimizer)
+    params = [p for mat in state_dict.values() for row in mat for p in row]
     print(f"num params: {len(params)}")
     return state_dict, params
 
 
 # Architecture: GPT-2, with small differences (RMSNorm for LayerNorm, no biases, ReLU for GeLU).
 # gpt() takes one token and its position, and gives logits: a score for every possible next token.
-def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row wo of w
+def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row of w
     return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
 
 
 def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
     # Minus the max changes no probability (e^-max cancels in the division), and then no exp is
-    # above 1, so none can overflow
+    # above 1, so none can overflow. It is a plain number, the same for all: no gradient moves.
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
     total = sum(exps)
@@ -145,20 +149,22 @@ def rmsnorm(x):  # rescale x so that the mean of its squares is 1
     return [xi * scale for xi in x]
 
 
-def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...: a sum of products, which attention needs twice
+# The post writes attention's two sums of products inline; named, the Efficiency section can
+# make each one node
+def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
-def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
-    # keys, values: the KV cache, a list per layer of the k and v of each position so far.
-    # attention: a list to collect the attention weights in, for --inspect (not in the post).
-    head_dim = n_embd // n_head  # each head's share of the embedding
+def gpt(token_id, pos_id, keys, values, state_dict):
+    # keys and values: the KV cache. For each layer, a list of the k of every position so far,
+    # and a list of their v. state_dict: the parameters (the post reads its global one).
+    # head_dim: each head's share; computed here, not with the settings, as flags change those
+    head_dim = n_embd // n_head
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
-    # Normed here too, though each block norms its input again: the residual stream below
-    # starts from this x and carries it on to the logits, while a block's own rmsnorm norms
-    # only the copy it works on
+    # Norm x here too: each block norms only the copy it works on, while this x itself goes on,
+    # through the residual connections, to the logits
     x = rmsnorm(x)
 
     for li in range(n_layer):
@@ -179,13 +185,12 @@ def gpt(token_id, pos_id, keys, values, state_dict, attention=None):
             q_h = q[hs:hs + head_dim]
             k_h = [ki[hs:hs + head_dim] for ki in keys[li]]  # [positions so far][head_dim]
             v_h = [vi[hs:hs + head_dim] for vi in values[li]]
-            # A sum of head_dim products of random sign grows like sqrt(head_dim). Dividing by
-            # that keeps the logits' spread about 1, so softmax does not pile on one position.
+            # A sum of head_dim products of random sign grows like sqrt(head_dim): dividing by it
+            # keeps wider heads from making softmax pile onto a single position
             attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
             attn_weights = softmax(attn_logits)  # how much to take from each position
-            if attention is not None:  # a caller that wants to look inside (--inspect)
-                attention.append(attn_weights)
-            # Each of the head's numbers: the v's of all positions, averaged with those weights
+            # The head's number j: every position's v at j (a column of v_h), averaged with
+            # those weights
             head_out = [dot(attn_weights, [vt[j] for vt in v_h]) for j in range(head_dim)]
             x_attn.extend(head_out)
         x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # the heads, mixed back together
@@ -213,8 +218,8 @@ eps_adam = 1e-8       # keeps Adam from dividing by 0 (for a parameter whose gra
 
 
 def train(docs, uchars, BOS, state_dict, params, step_losses):
-    # step_losses: a list from the caller, to which each step's loss is added: so the caller
-    # knows how far training got, even if it stops early, and can report the loss trend
+    # step_losses: a list from the caller, to which each step's loss is added: the caller can
+    # report the loss trend, and knows how far training got if it stops (Ctrl-C, or a blow-up)
     m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
     v = [0.0] * len(params)  # its second moment: a running mean of the gradient squared
 
@@ -237,20 +242,22 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
         loss = (1 / n) * sum(losses)  # the mean, so a long name's loss is on a short one's scale
-        if not math.isfinite(loss.data):  # blown up (too large a learning rate): stop right here,
-            raise FloatingPointError(f"the loss is {loss.data}")  # before it spreads everywhere
+        # Not in the post: a loss that is nan or inf means the numbers blew up (the learning rate
+        # is too large). Stop now, before backward spreads it into every weight.
+        if not math.isfinite(loss.data):
+            raise FloatingPointError(f"the loss is {loss.data}")
 
         # Backward: the gradient of the loss with respect to every parameter
         loss.backward()
 
-        # Adam: move each parameter against m, its gradient's running mean, divided by sqrt(v),
-        # the gradient's typical size: so each moves about lr_t, whatever its gradient's scale
+        # Adam: each parameter moves by lr_t * m / sqrt(v): its gradient's running mean, over
+        # the gradient's typical size. So each moves about lr_t, whatever its gradient's scale.
         lr_t = learning_rate * (1 - step / num_steps)  # linear decay
         for i, p in enumerate(params):
             m[i] = beta1 * m[i] + (1 - beta1) * p.grad
             v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-            # m and v start at 0, so the early ones are too small: dividing by 1 - beta**(step + 1)
-            # scales them back up (by less and less, as that goes to 1)
+            # m and v start at 0, so in the first steps they are too small; dividing by
+            # 1 - beta**(step + 1), which grows toward 1, makes up for it
             m_hat = m[i] / (1 - beta1 ** (step + 1))
             v_hat = v[i] / (1 - beta2 ** (step + 1))
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
@@ -274,8 +281,8 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
         token_id = BOS
         sample = []
-        # A prompt's letters are given, not drawn. Each is fed in at its position, to fill the
-        # KV cache (its logits are not needed); the last goes in as the loop below starts.
+        # Not in the post: a prompt. Its letters go through the same steps as the loop below,
+        # but given instead of drawn (and with no use for the logits, only for the KV cache).
         for ch in prompt:
             gpt(token_id, len(sample), keys, values, state_dict)
             token_id = uchars.index(ch)
@@ -284,7 +291,8 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
         for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
-            if not all(math.isfinite(p.data) for p in probs):  # blown-up weights: no sense left
+            # Not in the post: probabilities that are not numbers (the weights blew up)
+            if not all(math.isfinite(p.data) for p in probs):
                 raise FloatingPointError("NaN probabilities")
             # Draw one token, each as likely as its probability ([0]: choices gives a list)
             token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
@@ -296,14 +304,15 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
 
 
 # Running it: the post's program runs its listings top to bottom. Here each listing is a
-# function, so that importing this file runs nothing, and run() in the plumbing calls them in
-# the post's order, with the flags' settings and a clear line for whatever goes wrong:
+# function, so that importing this file runs nothing. run(), in the plumbing, calls them in the
+# post's order, with the flags' settings, through wrappers that report what goes wrong
+# (read_input, run_training, run_sampling). Without those, it would be:
 #     random.seed(seed)
 #     docs = load_docs(input_path)
 #     uchars, BOS, vocab_size = tokenizer(docs)
 #     state_dict, params = init_params(vocab_size)
-#     train(docs, uchars, BOS, state_dict, params, step_losses)
-#     inference(uchars, BOS, vocab_size, state_dict, samples)
+#     train(docs, uchars, BOS, state_dict, params, [])
+#     inference(uchars, BOS, vocab_size, state_dict, [])
 
 
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
@@ -598,7 +607,8 @@ def write_atomically(path, data):
             f.write(data)
         os.replace(part, path)
     except BaseException:  # failed or interrupted: remove this run's file, and only it
-        os.remove(part)
+        if os.path.exists(part):  # (gone if the rename itself was done)
+            os.remove(part)
         raise
 
 
@@ -633,8 +643,8 @@ def read_input(path):
     except KeyboardInterrupt:
         raise Failure(f"interrupted while reading {path}", 130) from None
     except UnicodeDecodeError:
-        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {first_bad_byte(path)}") \
-            from None
+        where = first_bad_byte(path)
+        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {where}") from None
     except OSError as e:
         raise Failure(f"cannot read {path}: {describe(e)}") from None
     if not docs:
@@ -850,15 +860,25 @@ def inspect(text, uchars, BOS, state_dict):
     n = min(block_size, len(tokens) - 1)
     keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
     rows, losses, attention = [], [], []
+    real_softmax = softmax
+
+    def recording_softmax(logits):  # within gpt(), softmax gives only the attention weights
+        weights = real_softmax(logits)
+        attention[-1].append([w.data for w in weights])
+        return weights
+
     for pos_id in range(n):
         token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
-        weights = []  # gpt() adds each layer's and head's attention weights, in that order
-        logits = gpt(token_id, pos_id, keys, values, state_dict, weights)
+        attention.append([])  # this position's weights: each layer's heads, in order
+        globals()["softmax"] = recording_softmax
+        try:
+            logits = gpt(token_id, pos_id, keys, values, state_dict)
+        finally:
+            globals()["softmax"] = real_softmax
         probs = softmax(logits)  # temperature 1, as in training
         loss_t = -probs[target_id].log()
         losses.append(loss_t)
         rows.append((token_id, target_id, [p.data for p in probs], loss_t.data))
-        attention.append([[w.data for w in head] for head in weights])
     loss = (1 / n) * sum(losses)
     return rows, loss.data, attention
 
