@@ -149,8 +149,8 @@ def rmsnorm(x):  # rescale x so that the mean of its squares is 1
     return [xi * scale for xi in x]
 
 
-# The post writes attention's two sums of products inline; named, the Efficiency section can
-# make each one node
+# The post writes attention's two sums of products inline; named, each can be made a single
+# node (see the section after Inference)
 def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
@@ -291,9 +291,12 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
         for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
-            # Not in the post: probabilities that are not numbers (the weights blew up)
+            # Not in the post: stop rather than draw from numbers that are not numbers: the
+            # model's own scores (its weights blew up), or them divided by too small a temperature
+            if not all(math.isfinite(logit.data) for logit in logits):
+                raise FloatingPointError("the logits are not finite")
             if not all(math.isfinite(p.data) for p in probs):
-                raise FloatingPointError("NaN probabilities")
+                raise OverflowError("NaN probabilities")
             # Draw one token, each as likely as its probability ([0]: choices gives a list)
             token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
             if token_id == BOS:  # the model says: the name ends here
@@ -421,16 +424,16 @@ def efficiency(enabled=True):
     plain_functions = {name: globals()[name] for name in FAST_FUNCTIONS}
     plain_methods = {name: vars(Value)[name] for name in FAST_METHODS}
     collector_was_on = gc.isenabled()
-    globals().update(FAST_FUNCTIONS)
-    for name, method in FAST_METHODS.items():
-        setattr(Value, name, method)
-    # The fast graph has no reference cycles, so CPython frees it by reference counting alone,
-    # and the collector only costs time. (The plain build_topo refers to itself, a cycle that
-    # holds a whole graph until the collector runs: --plain leaves it on.) PyPy needs its
-    # collector for everything.
-    if sys.implementation.name == "cpython":
-        gc.disable()
     try:
+        globals().update(FAST_FUNCTIONS)
+        for name, method in FAST_METHODS.items():
+            setattr(Value, name, method)
+        # The fast graph has no reference cycles, so CPython frees it by reference counting
+        # alone, and the collector only costs time. (The plain build_topo refers to itself, a
+        # cycle that holds a whole graph until the collector runs: --plain leaves it on.) PyPy
+        # needs its collector for everything.
+        if sys.implementation.name == "cpython":
+            gc.disable()
         yield
     finally:
         globals().update(plain_functions)
@@ -445,6 +448,8 @@ def efficiency(enabled=True):
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import json  # noqa: E402
+import reprlib  # noqa: E402
+import tempfile  # noqa: E402
 import unicodedata  # noqa: E402
 
 # The run's own settings, besides those of the algorithm above
@@ -455,15 +460,15 @@ inspect_text = ""   # after sampling, show what the model does with this text (-
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 
-# Every flag: the setting it sets, its type, the values it allows, its role and what it means.
-# The role says what a saved model does with it:
+# Every flag: its name and placeholder in --help, the setting it sets, its type, the values it
+# allows, its role and what it means. The role says what a saved model does with it:
 #   shape     the file keeps it, so it cannot go with --load (the file's value holds)
 #   training  no training runs with --load, so it cannot go with it; the file does not keep it
 #   sampling  the file keeps it; given with --load, the flag's value is used instead
 #   run       this run's alone: it goes with anything, and no file keeps it
 Flag = collections.namedtuple("Flag", "name metavar setting type rule role meaning")
 FLAGS = [
-    Flag("--input", "FILE", "input_path", str, "", "training",
+    Flag("--input", "FILE", "input_path", str, "not empty", "training",
          "training text, one document per line"),
     Flag("--seed", "N", "seed", int, "", "run", "random seed"),
     Flag("--n-layer", "N", "n_layer", int, "> 0", "shape", "number of transformer layers"),
@@ -480,9 +485,9 @@ FLAGS = [
     Flag("--num-samples", "N", "num_samples", int, ">= 0", "sampling",
          "names to sample after training"),
     Flag("--prompt", "TEXT", "prompt", str, "", "run", "text that every sample starts with"),
-    Flag("--save", "FILE", "save_path", str, "", "training",
+    Flag("--save", "FILE", "save_path", str, "not empty", "training",
          "after training, save the model to this JSON file"),
-    Flag("--load", "FILE", "load_path", str, "", "run",
+    Flag("--load", "FILE", "load_path", str, "not empty", "run",
          "sample from a model saved with --save, without training"),
     Flag("--plain", "", "plain", bool, "", "run",
          "run the algorithm as written, without the Efficiency section (slower)"),
@@ -494,12 +499,14 @@ CLOSED_PIPE = 141  # the exit status a shell reports for a program stopped by a 
 
 
 def allowed(value, rule):
-    if rule == "> 0":
-        return math.isfinite(value) and value > 0
-    if rule == ">= 0":
-        return math.isfinite(value) and value >= 0
     if rule == "not empty":
         return value != ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if rule == "> 0":
+        return value > 0
+    if rule == ">= 0":
+        return value >= 0
     return True
 
 
@@ -520,16 +527,23 @@ def parse_flags(argv=None):
     given = vars(parser.parse_args(argv))
 
     for flag in FLAGS:
-        if flag.setting in given and not allowed(given[flag.setting], flag.rule):
-            rule = "not empty" if flag.rule == "not empty" else f"a finite number {flag.rule}"
-            parser.error(f"{flag.name} must be {rule}, not {given[flag.setting]!r}")
+        value = given.get(flag.setting)
+        if flag.setting not in given or allowed(value, flag.rule):
+            continue
+        if flag.rule == "not empty":
+            parser.error(f"{flag.name} must not be empty")
+        parser.error(f"{flag.name} must be a finite number {flag.rule}, not {reprlib.repr(value)}")
     if "load_path" in given:
         for flag in FLAGS:
-            if flag.setting in given and flag.role in ("shape", "training"):
-                raise Failure(f"{flag.name} cannot go with --load: the file fixes the shape, "
-                              f"and no training runs", 2)
+            if flag.setting in given and flag.role == "shape":
+                raise Failure(f"{flag.name} cannot go with --load: the model file fixes the shape",
+                              2)
+            if flag.setting in given and flag.role == "training":
+                raise Failure(f"{flag.name} cannot go with --load: no training runs with --load",
+                              2)
     else:
-        embd, head = given.get("n_embd", n_embd), given.get("n_head", n_head)
+        embd = given.get("n_embd", DEFAULTS["n_embd"])
+        head = given.get("n_head", DEFAULTS["n_head"])
         if embd % head:
             parser.error(f"--n-embd ({embd}) must be divisible by --n-head ({head})")
     return given
@@ -544,7 +558,7 @@ def use_settings(settings):
 
 
 class Failure(Exception):
-    """What a user can cause and fix: one line on standard error, and an exit code."""
+    """What a user can cause and fix: one line on standard error, and an exit status."""
 
     def __init__(self, message, code=1):
         super().__init__(message)
@@ -555,17 +569,26 @@ class OutputFailure(Failure):
     """Standard output could not take what was printed: full, closed, or not able to encode it."""
 
 
+class BadModel(Exception):
+    """A model file that is not as --save writes it; the message names the field at fault."""
+
+
 class Output:
-    """Standard output during a run: a write that fails is the output's failure, whoever wrote."""
+    """Standard output during a run: a write that fails is the output's failure, whoever wrote.
+    It also knows whether the last thing written was a step line, left open by its \\r."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.mid_line = False
 
     def write(self, text):
         try:
-            return self.stream.write(text)
+            written = self.stream.write(text)
         except (OSError, UnicodeEncodeError) as e:
             raise output_failure(e) from None
+        if text:
+            self.mid_line = text.endswith("\r")
+        return written
 
     def flush(self):
         try:
@@ -583,14 +606,30 @@ def output_failure(e):
     return OutputFailure(f"cannot write the output: {describe(e)}")
 
 
-def describe(e):  # an OSError, as a user reads it: "no such file or directory"
-    return (e.strerror or str(e)).lower()
+def tell(line):
+    """A line on standard error; when even that cannot be written, there is nobody to tell."""
+    if sys.stderr is None:
+        return
+    try:
+        print(f"microgpt: {line}", file=sys.stderr)
+    except OSError:
+        pass
+
+
+def describe(e):  # an OSError as a user reads it: "no such file or directory"
+    return e.strerror.lower() if e.strerror else str(e)
 
 
 def out_of_range(e):
-    """Whether the numbers themselves went wrong: too large, divided by 0, log of 0..."""
-    return isinstance(e, ArithmeticError) or isinstance(e, ValueError) and (
-        str(e) == "math domain error")
+    """Whether an error is the numbers' own, not a bug's: too large (OverflowError), not numbers
+    at all (FloatingPointError, from the checks in train() and inference()), or the log of 0 (a
+    ValueError raised in Value.log)."""
+    if isinstance(e, (OverflowError, FloatingPointError)):
+        return True
+    where = e.__traceback__
+    while where.tb_next is not None:  # down to the frame that raised it
+        where = where.tb_next
+    return isinstance(e, ValueError) and where.tb_frame.f_code is Value.log.__code__
 
 
 def reason(e):  # what a numeric error says: OverflowError(34, 'Numerical result out of range')
@@ -598,13 +637,17 @@ def reason(e):  # what a numeric error says: OverflowError(34, 'Numerical result
 
 
 def write_atomically(path, data):
-    """All of data at path, or nothing: written to a file of this run's own beside it, then
-    renamed. Another run writing the same path uses a name of its own."""
-    part = f"{path}.{os.getpid()}.part"
-    f = open(part, "xb")  # x: fails rather than take over a file that is not this run's
+    """All of data at path, or nothing: written to a new file of this run's own in the same
+    folder (another run writing the same path has its own), then renamed."""
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".microgpt-",
+                                suffix=".part")
     try:
-        with f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
+        # mkstemp makes the file for its owner only: give it the mode a new file gets
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(part, 0o666 & ~umask)
         os.replace(part, path)
     except BaseException:  # failed or interrupted: remove this run's file, and only it
         if os.path.exists(part):  # (gone if the rename itself was done)
@@ -615,7 +658,7 @@ def write_atomically(path, data):
 def download_names(path):
     import http.client  # here, not at the top: most runs never need them, and they cost 6 MB
     import urllib.request
-    print(f"microgpt: {path} not found, downloading {NAMES_URL}", file=sys.stderr)
+    tell(f"{path} not found, downloading {NAMES_URL}")
     try:
         with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
             data = response.read()
@@ -652,14 +695,16 @@ def read_input(path):
     return docs
 
 
-def check_text(flag, text, uchars, limit=None):
-    """A --prompt or --inspect text the model can read: its letters in the vocabulary (exit 2)."""
-    for ch in text:
-        if ch not in uchars:
-            raise Failure(f"{flag}: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
-    if limit is not None and len(text) > limit:
-        raise Failure(f"{flag}: {len(text)} characters do not fit in the model's context of "
-                      f"{limit} (--block-size)", 2)
+def check_texts(uchars):
+    """--prompt and --inspect hold only letters the model knows, and the prompt fits in its
+    context; otherwise a Failure with the usage error's status, 2."""
+    for flag, text in (("--prompt", prompt), ("--inspect", inspect_text)):
+        for ch in text:
+            if ch not in uchars:
+                raise Failure(f"{flag}: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
+    if len(prompt) > block_size:
+        raise Failure(f"--prompt: {len(prompt)} characters do not fit in the model's context of "
+                      f"{block_size} (--block-size)", 2)
 
 
 def run_training(docs, uchars, BOS, state_dict, params):
@@ -689,14 +734,16 @@ def run_sampling(uchars, BOS, vocab_size, state_dict):
         inference(uchars, BOS, vocab_size, state_dict, samples)
     except KeyboardInterrupt:
         raise Failure("interrupted during sampling", 130) from None
-    except FloatingPointError as e:  # the model's numbers blew up
-        raise Failure(f"numbers out of range during sampling ({reason(e)}): "
-                      f"try a smaller --learning-rate") from None
-    except (ArithmeticError, ValueError) as e:  # a sane model: the temperature is too small
+    except (ArithmeticError, ValueError) as e:
         if not out_of_range(e):
             raise
-        raise Failure(f"numbers out of range during sampling ({reason(e)}): "
-                      f"try a larger --temperature") from None
+        if not isinstance(e, FloatingPointError):  # a sane model, too cold: it overflowed
+            advice = "try a larger --temperature"
+        elif load_path:
+            advice = "the model's weights are too large to use"
+        else:  # the model's own scores are not numbers: its weights blew up
+            advice = "try a smaller --learning-rate"
+        raise Failure(f"numbers out of range during sampling ({reason(e)}): {advice}") from None
     return samples
 
 
@@ -727,12 +774,13 @@ def save_model(path, uchars, state_dict):
         raise Failure(f"cannot write {path}: {describe(e)}") from None
 
 
-def matrix_shapes(model_args, vocab_size):  # {name: (rows, columns)}, as init_params makes them
-    n, shapes = model_args["n_embd"], {}
-    shapes["wte"] = (vocab_size, n)
-    shapes["wpe"] = (model_args["block_size"], n)
-    shapes["lm_head"] = (vocab_size, n)
-    for i in range(model_args["n_layer"]):
+def matrix_shapes(model_args, vocab_size, most_layers):
+    """{name: (rows, columns)} of every matrix, as init_params makes them (for at most
+    most_layers layers: a file cannot hold more layers than matrices)."""
+    n = model_args["n_embd"]
+    shapes = {"wte": (vocab_size, n), "wpe": (model_args["block_size"], n),
+              "lm_head": (vocab_size, n)}
+    for i in range(min(model_args["n_layer"], most_layers)):
         for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
             shapes[f"layer{i}.{name}"] = (n, n)
         shapes[f"layer{i}.mlp_fc1"] = (4 * n, n)
@@ -744,57 +792,62 @@ def is_int(x):
     return type(x) is int  # not bool, which is an int too
 
 
-def is_number(x):
-    return type(x) in (int, float) and math.isfinite(x)
+def is_number(x):  # a JSON number that is a finite float, or an int a float holds exactly
+    if type(x) is float:
+        return math.isfinite(x)
+    return is_int(x) and abs(x) <= 2**53
 
 
 def check_fields(found, where, expected):
-    """The same field names as expected, or a ValueError that names the first odd one."""
+    """The same field names as expected, or BadModel naming the first odd one."""
     if not isinstance(found, dict):
-        raise ValueError(f"{where} is not an object of fields")
+        raise BadModel(f"{where} is not an object of fields")
     for name in expected:
         if name not in found:
-            raise ValueError(f"{where} has no field {name!r}")
+            raise BadModel(f"{where} has no field {name!r}")
     for name in found:
         if name not in expected:
-            raise ValueError(f"{where} has an unknown field {name!r}")
+            raise BadModel(f"{where} has an unknown field {reprlib.repr(name)}")
 
 
 def check_model(model):
-    """A model file's JSON, checked field by field: (settings, uchars, state_dict, random_state),
-    or a ValueError that names the field at fault."""
+    """A model file's JSON, checked field by field, as a dict of settings, uchars, state_dict
+    and random_state; or BadModel, naming the field at fault."""
     if not isinstance(model, dict) or "microgpt" not in model:
-        raise ValueError("not a microgpt model")
-    if model["microgpt"] == 1:
-        raise ValueError("a model in the old format of microgpt 1.x: train and --save it again")
-    if model["microgpt"] != MODEL_VERSION:
-        raise ValueError(f"format version {model['microgpt']!r}, not {MODEL_VERSION}")
+        raise BadModel("not a microgpt model")
+    version = model["microgpt"]
+    if is_int(version) and version == 1:
+        raise BadModel("a model in the old format of microgpt 1.x: train and --save it again")
+    if not is_int(version) or version != MODEL_VERSION:
+        raise BadModel(f"format version {reprlib.repr(version)}, not {MODEL_VERSION}")
     check_fields(model, "the model", MODEL_FIELDS)
 
     args = model["model_args"]
     check_fields(args, "model_args", SHAPE)
     for name in SHAPE:
         if not (is_int(args[name]) and args[name] > 0):
-            raise ValueError(f"model_args.{name} must be an integer > 0, not {args[name]!r}")
+            raise BadModel(f"model_args.{name} must be an integer > 0, "
+                           f"not {reprlib.repr(args[name])}")
     if args["n_embd"] % args["n_head"]:
-        raise ValueError(f"model_args.n_embd ({args['n_embd']}) is not divisible by "
-                         f"model_args.n_head ({args['n_head']})")
+        raise BadModel(f"model_args.n_embd ({args['n_embd']}) is not divisible by "
+                       f"model_args.n_head ({args['n_head']})")
 
     sampling = model["sampling"]
     check_fields(sampling, "sampling", SAMPLING)
-    if not (is_number(sampling["temperature"]) and sampling["temperature"] > 0):
-        raise ValueError(f"sampling.temperature must be a number > 0, "
-                         f"not {sampling['temperature']!r}")
-    if not (is_int(sampling["num_samples"]) and sampling["num_samples"] >= 0):
-        raise ValueError(f"sampling.num_samples must be an integer >= 0, "
-                         f"not {sampling['num_samples']!r}")
+    temperature, num_samples = sampling["temperature"], sampling["num_samples"]
+    if not (is_number(temperature) and temperature > 0):
+        raise BadModel(f"sampling.temperature must be a number > 0, not "
+                       f"{reprlib.repr(temperature)}")
+    if not (is_int(num_samples) and num_samples >= 0):
+        raise BadModel(f"sampling.num_samples must be an integer >= 0, not "
+                       f"{reprlib.repr(num_samples)}")
 
     uchars = model["uchars"]
     if not (isinstance(uchars, str) and uchars and list(uchars) == sorted(set(uchars))):
-        raise ValueError("uchars must be the vocabulary's characters, each once, in order")
+        raise BadModel("uchars must be the vocabulary's characters, each once, in order")
 
     found = model["state_dict"]
-    shapes = matrix_shapes(args, len(uchars) + 1)
+    shapes = matrix_shapes(args, len(uchars) + 1, len(found) if isinstance(found, dict) else 0)
     check_fields(found, "state_dict", shapes)
     state_dict = {}
     for name, (rows, cols) in shapes.items():
@@ -802,33 +855,43 @@ def check_model(model):
         if not (isinstance(mat, list) and len(mat) == rows and all(
                 isinstance(row, list) and len(row) == cols and all(map(is_number, row))
                 for row in mat)):
-            raise ValueError(f"state_dict.{name} is not {rows} x {cols} finite numbers")
+            raise BadModel(f"state_dict.{name} is not {rows} x {cols} finite numbers")
         state_dict[name] = [[Value(float(x)) for x in row] for row in mat]
 
     state = model["random_state"]
-    if not (isinstance(state, list) and len(state) == 3 and state[0] == 3
-            and isinstance(state[1], list) and len(state[1]) == 625
-            and all(is_int(x) and 0 <= x < 2**32 for x in state[1]) and state[1][-1] <= 624
-            and (state[2] is None or is_number(state[2]))):
-        raise ValueError("random_state is not a state of Python's random module")
-    random_state = (state[0], tuple(state[1]), state[2])
+    try:  # as random.getstate() gives it, checked by a random stream of its own
+        random_state = (state[0], tuple(state[1]), state[2])
+        if not (state[2] is None or type(state[2]) is float):
+            raise ValueError("gauss_next")
+        random.Random().setstate(random_state)
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError):
+        raise BadModel("random_state is not a state of Python's random module") from None
 
-    settings = {**args, **sampling}
-    return settings, list(uchars), state_dict, random_state
+    settings = {**args, "temperature": float(temperature), "num_samples": num_samples}
+    return {"settings": settings, "uchars": list(uchars), "state_dict": state_dict,
+            "random_state": random_state}
 
 
 def read_model(path):
     """The reading phase, for --load: the checked fields of a saved model, or a Failure."""
     try:
         with open(path, encoding="utf-8") as f:
-            return check_model(json.load(f))
+            text = f.read()
     except KeyboardInterrupt:
         raise Failure(f"interrupted while reading {path}", 130) from None
     except UnicodeDecodeError as e:
         raise Failure(f"cannot read {path}: not valid UTF-8 at byte {e.start}") from None
     except OSError as e:
         raise Failure(f"cannot read {path}: {describe(e)}") from None
-    except ValueError as e:  # not JSON (json says where), or a field that is wrong
+    try:
+        model = json.loads(text)
+    except RecursionError:
+        raise Failure(f"cannot read {path}: not a microgpt model (nested too deep)") from None
+    except ValueError as e:  # not JSON (json says where), or a number too long to read
+        raise Failure(f"cannot read {path}: {e}") from None
+    try:
+        return check_model(model)
+    except BadModel as e:
         raise Failure(f"cannot read {path}: {e}") from None
 
 
@@ -839,19 +902,26 @@ def shown(uchars, token_id):
     ch = uchars[token_id]
     if ch == " ":
         return "␣"
-    return ch if ch.isprintable() else repr(ch)[1:-1]
+    if not ch.isprintable():
+        return repr(ch)[1:-1]
+    return ch
 
 
-def width(text):  # how many terminal columns text takes: Hangul and CJK take two each
-    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF"
-               else 1 for ch in text)
+def width(text):
+    """How many columns text takes in a terminal: Hangul and CJK take two each."""
+    columns = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue  # drawn over the character before it
+        columns += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return columns
 
 
 def pad(text, columns):  # text, then spaces up to `columns` terminal columns
     return text + " " * (columns - width(text))
 
 
-def inspect(text, uchars, BOS, state_dict):
+def look_inside(text, uchars, BOS, state_dict):
     """What the model does with text, tokenized as training tokenizes a document. Per position:
     (token seen, next token, the probability of every next token, -log p of the real one); the
     mean -log p, which is the loss training computes for this document; and per position, the
@@ -912,24 +982,40 @@ def print_inspection(text, uchars, rows, loss, attention):
                 line(pad(s, col), *(pad(f"{w:.2f}", col) for w in weights))
 
 
+def run_inspection(uchars, BOS, state_dict):
+    """The inspecting phase: --inspect's tables, or a Failure."""
+    try:
+        rows, loss, attention = look_inside(inspect_text, uchars, BOS, state_dict)
+    except KeyboardInterrupt:
+        raise Failure("interrupted while inspecting", 130) from None
+    except (ArithmeticError, ValueError) as e:
+        if not out_of_range(e):
+            raise
+        raise Failure(f"numbers out of range while inspecting ({reason(e)})") from None
+    print_inspection(inspect_text, uchars, rows, loss, attention)
+
+
 def report_trend(step_losses):
     """One line on standard error: the mean loss of the first and the last tenth of the steps,
     and a sparkline of the mean of each twentieth. One step's loss is one name's: it jumps."""
     n = len(step_losses)
     k = max(1, n // 10)
-    first, last = sum(step_losses[:k]) / k, sum(step_losses[-k:]) / k
+    first = sum(step_losses[:k]) / k
+    last = sum(step_losses[-k:]) / k
     parts = min(20, n)
     means = []
     for i in range(parts):
         part = step_losses[i * n // parts:(i + 1) * n // parts]
         means.append(sum(part) / len(part))
     low, high = min(means), max(means)
-    bars = "▁▂▃▄▅▆▇█"
-    spark = "".join(bars[round((m - low) / (high - low) * 7) if high > low else 3] for m in means)
+    spark = ""
+    for m in means:
+        level = 3 if high == low else round((m - low) / (high - low) * 7)
+        spark += "▁▂▃▄▅▆▇█"[level]
     line = f"mean loss {first:.4f} over {steps(1, k)}, {last:.4f} over {steps(n - k + 1, n)}"
     if parts > 1:
         line += f"; {'in twentieths' if parts == 20 else 'step by step'}: {spark}"
-    print(f"microgpt: {line}", file=sys.stderr)
+    tell(line)
 
 
 def steps(first, last):
@@ -941,11 +1027,10 @@ def report_known(samples, docs):
     known = [sample for sample in samples if sample in docs]  # (a set of docs costs 1 MB more)
     new = len(samples) - len(known)
     if known:
-        print(f"microgpt: {len(known)} of the {len(samples)} samples {is_are(len(known))} in the "
-              f"training data ({', '.join(known)}); {new} {is_are(new)} new", file=sys.stderr)
+        tell(f"{len(known)} of the {len(samples)} samples {is_are(len(known))} in the training "
+             f"data ({', '.join(known)}); {new} {is_are(new)} new")
     else:
-        print(f"microgpt: none of the {len(samples)} samples is in the training data",
-              file=sys.stderr)
+        tell(f"none of the {len(samples)} samples is in the training data")
 
 
 def is_are(count):
@@ -956,71 +1041,90 @@ def run(given):
     """The post's program, phase by phase, with the settings given: each phase turns its own
     expected failures into a Failure, and lets anything else (a bug) keep its traceback."""
     settings = dict(DEFAULTS)
+    model = None
     if "load_path" in given:
-        loaded, uchars, state_dict, random_state = read_model(given["load_path"])
-        settings.update(loaded)  # the model's shape and sampling settings, unless given
-    settings.update(given)
+        model = read_model(given["load_path"])
+        settings.update(model["settings"])  # the model's shape and sampling settings...
+    settings.update(given)  # ...unless a flag says otherwise
     use_settings(settings)
 
     with efficiency(enabled=not plain):
-        docs = []
-        if load_path:
+        docs, step_losses = [], []
+        if model:
+            uchars, state_dict = model["uchars"], model["state_dict"]
             BOS, vocab_size = len(uchars), len(uchars) + 1
-            check_text("--prompt", prompt, uchars, block_size)
-            check_text("--inspect", inspect_text, uchars)
+            check_texts(uchars)
             if "seed" in given:
                 random.seed(seed)
             else:
-                random.setstate(random_state)  # the saving run's, as its sampling began
+                random.setstate(model["random_state"])  # as the saving run's sampling began
         else:
             random.seed(seed)
             docs = read_input(input_path)
             uchars, BOS, vocab_size = tokenizer(docs)
-            check_text("--prompt", prompt, uchars, block_size)
-            check_text("--inspect", inspect_text, uchars)
+            check_texts(uchars)
             state_dict, params = init_params(vocab_size)
             step_losses = run_training(docs, uchars, BOS, state_dict, params)
-            if step_losses:
-                report_trend(step_losses)
             if save_path:
                 save_model(save_path, uchars, state_dict)
 
         samples = run_sampling(uchars, BOS, vocab_size, state_dict)
+        if step_losses:
+            report_trend(step_losses)
         if docs and samples:
             report_known(samples, docs)
         if inspect_text:
-            try:
-                rows, loss, attention = inspect(inspect_text, uchars, BOS, state_dict)
-            except KeyboardInterrupt:
-                raise Failure("interrupted while inspecting", 130) from None
-            print_inspection(inspect_text, uchars, rows, loss, attention)
+            run_inspection(uchars, BOS, state_dict)
 
 
 def main(argv=None):
     stdout = sys.stdout
+    settings = {name: globals()[name] for name in DEFAULTS}  # to put back after the run
     sys.stdout = Output(stdout)
     try:
-        given = parse_flags(argv)  # a usage error exits here, with status 2
-        run(given)
-        sys.stdout.flush()  # a full or closed output shows here at the latest
+        try:
+            run(parse_flags(argv))  # a usage error exits in parse_flags, with status 2
+        finally:
+            sys.stdout.flush()  # however the run ends, a full or closed output shows here
     except KeyboardInterrupt:  # between phases
-        print("microgpt: interrupted", file=sys.stderr)
+        end_step_line()
+        tell("interrupted")
         sys.exit(130)
+    except MemoryError:
+        end_step_line()
+        tell("out of memory: try a smaller --n-layer, --n-embd or --block-size")
+        sys.exit(1)
     except Failure as failure:
         if isinstance(failure, OutputFailure):
             silence(stdout)
+        else:
+            end_step_line()
         if str(failure):
-            print(f"microgpt: {failure}", file=sys.stderr)
+            tell(str(failure))
         sys.exit(failure.code)
     finally:
         sys.stdout = stdout
+        use_settings(settings)
+
+
+def end_step_line():
+    """End a step line that a failure interrupted (it ends in \\r), so that the error that
+    follows does not overwrite it in a terminal."""
+    if isinstance(sys.stdout, Output) and sys.stdout.mid_line:
+        try:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        except Failure:
+            pass
 
 
 def silence(stream):
     """Point a failed standard output at /dev/null, so that Python's own flush at exit cannot
     fail again and print a traceback (what Python's documentation advises for SIGPIPE)."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
     except (AttributeError, OSError, ValueError):  # not a real file (under a test, say)
         pass
 

@@ -59,15 +59,25 @@ def test_every_setting_is_written_in_the_file_before_any_flag_sets_it():
         microgpt.use_settings({"n_embed": 32})  # a misspelt name changes nothing silently
 
 
-def test_each_run_starts_from_the_files_settings(workdir, monkeypatch, capsys):
-    # main() sets every setting, from the file's values and the flags given: nothing is left
-    # over from an earlier run in the same process.
+def test_each_run_starts_from_the_files_settings_and_puts_them_back(workdir, monkeypatch,
+                                                                      capsys):
+    # main() sets every setting, from the file's values and the flags given, and puts them all
+    # back when it ends: nothing is left over from an earlier run in the same process.
     monkeypatch.chdir(workdir)
-    code, out, err = run_main(capsys, ["--n-embd", "8", "--n-head", "2", "--num-steps", "1",
+    seen, real_init = [], microgpt.init_params
+
+    def recording_init(vocab_size):
+        seen.append((microgpt.n_embd, microgpt.n_head))
+        return real_init(vocab_size)
+
+    monkeypatch.setattr(microgpt, "init_params", recording_init)
+    code, out, err = run_main(capsys, ["--n-embd", "12", "--n-head", "3", "--num-steps", "1",
                                        "--num-samples", "1"])
-    assert code == 0 and "num params: " in out and microgpt.n_embd == 8, (code, out, err)
-    code, out, err = run_main(capsys, ["--num-steps", "1", "--num-samples", "1"])
-    assert code == 0 and "num params: 4192\n" in out, out
+    assert code == 0 and seen == [(12, 3)], (code, out, err)
+    assert (microgpt.n_embd, microgpt.n_head) == (16, 4), "the run left its settings behind"
+    # --n-head 8 goes with the file's --n-embd 16, not with the last run's 12
+    code, out, err = run_main(capsys, ["--n-head", "8", "--num-steps", "1", "--num-samples", "1"])
+    assert code == 0 and seen[-1] == (16, 8), (code, err)
 
 
 def test_num_samples_sets_how_many_names_are_printed(tmp_path, monkeypatch, capsys):

@@ -9,6 +9,7 @@ tokens are shown readably and stay aligned whatever their width; it works after 
 after --load, at any shape, draws no random number and changes no weight; bad text is the same
 one-line error as a bad --prompt. After training, standard error gets the loss trend, and after
 sampling, which samples are documents of the training data; standard output is unchanged."""
+import json
 import math
 import random
 import re
@@ -58,7 +59,7 @@ SHAPES = [dict(n_embd=8, n_head=2, block_size=8), dict(n_layer=2, n_embd=8, n_he
 def test_each_row_is_a_position_of_the_text_as_training_tokenizes_it(text, shape):
     uchars, state_dict, params = trained(NAMES, **shape)
     before = ([p.data for p in params], [p.grad for p in params], random.getstate())
-    rows, loss, attention = microgpt.inspect(text, uchars, len(uchars), state_dict)
+    rows, loss, attention = microgpt.look_inside(text, uchars, len(uchars), state_dict)
     after = ([p.data for p in params], [p.grad for p in params], random.getstate())
     assert after == before, "inspecting changed a weight, a gradient or the random state"
 
@@ -87,7 +88,7 @@ def test_each_row_is_a_position_of_the_text_as_training_tokenizes_it(text, shape
 def test_the_mean_is_the_loss_training_computes_for_that_document(text):
     # train() on this one document, one step at a learning rate of 0: its loss, as recorded
     uchars, state_dict, params = trained(NAMES, **SHAPES[0])
-    _, loss, _ = microgpt.inspect(text, uchars, len(uchars), state_dict)
+    _, loss, _ = microgpt.look_inside(text, uchars, len(uchars), state_dict)
     configure(num_steps=1, learning_rate=0.0)
     step_losses = []
     quietly(microgpt.train, [text], uchars, len(uchars), state_dict, params, step_losses)
@@ -175,6 +176,21 @@ def test_a_character_outside_the_vocabulary_is_the_prompts_error(use_load, tmp_p
     line = assert_one_error_line(code, out, err, expected_code=2, expected_out=expected_out)
     uchars = "".join(sorted(set("".join(NAMES))))
     assert line == f"microgpt: --inspect: 'Z' is not in the vocabulary: {uchars!r}", line
+
+
+def test_a_probability_too_small_for_its_log_is_one_line(tmp_path, capsys):
+    # A model sure of one letter after another: -log of the others' probability, 0, is no number
+    names = write(tmp_path / "names.txt", "ab\n")
+    model = str(tmp_path / "model.json")
+    assert run_main(capsys, ["--input", str(names), *SMALL, "--save", model])[0] == 0
+    with open(model, encoding="utf-8") as f:
+        saved = json.load(f)
+    saved["state_dict"]["lm_head"] = [[1e4] * 8, [-1e4] * 8, [0.0] * 8]
+    with open(model, "w", encoding="utf-8") as f:
+        json.dump(saved, f)
+    code, out, err = run_main(capsys, ["--load", model, "--num-samples", "0", "--inspect", "ba"])
+    line = assert_one_error_line(code, out, err, expected_out=HEADER)
+    assert line == "microgpt: numbers out of range while inspecting (math domain error)", line
 
 
 def test_empty_text_is_a_usage_error(tmp_path, capsys):

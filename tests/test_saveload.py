@@ -16,8 +16,8 @@ import sys
 import pytest
 
 import microgpt
-from conftest import (HEADER, NAMES, SCRIPT, assert_one_error_line, configure, run_main,
-                      sample_texts, split_stderr)
+from conftest import (HEADER, NAMES, SCRIPT, assert_one_error_line, configure, quietly,
+                      run_main, sample_texts, split_stderr)
 
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-steps", "5"]  # ~50 ms
 UCHARS = "".join(sorted(set("".join(NAMES))))
@@ -128,8 +128,9 @@ def test_a_setting_the_model_fixes_cannot_go_with_load(flag, saved, capsys):
     value = {int: "2", float: "0.1", str: "other.json"}[flag.type]
     line = assert_one_error_line(*run_main(capsys, ["--load", saved[0], flag.name, value]),
                                  expected_code=2)
-    assert line == (f"microgpt: {flag.name} cannot go with --load: the file fixes the shape, "
-                    f"and no training runs"), line
+    why = {"shape": "the model file fixes the shape",
+           "training": "no training runs with --load"}[flag.role]
+    assert line == f"microgpt: {flag.name} cannot go with --load: {why}", line
 
 
 def test_the_flags_a_model_keeps_are_its_shape_and_sampling():
@@ -225,6 +226,21 @@ BAD_FILES = {  # name: (how to make it from a good file's text and JSON, what th
                              "random_state is not a state of Python's random module"),
     "a random state out of range": (edit(lambda m: m["random_state"][1].__setitem__(-1, 625)),
                                     "random_state is not a state of Python's random module"),
+    "a negative word in the random state": (
+        edit(lambda m: m["random_state"][1].__setitem__(0, -1)),
+        "random_state is not a state of Python's random module"),
+    "a huge gauss in the random state": (put("random_state", 2, 10**400),
+                                         "random_state is not a state of Python's random module"),
+    "a version of true": (put("microgpt", True), "format version True, not 2"),
+    "a version of 2.0": (put("microgpt", 2.0), "format version 2.0, not 2"),
+    "a weight too large for a float": (edit(lambda m: m["state_dict"]["wte"][0].__setitem__(
+        0, 10**400)), "state_dict.wte is not 19 x 8 finite numbers"),
+    "a temperature too large for a float": (put("sampling", "temperature", 10**400),
+                                            "sampling.temperature must be a number > 0, not 1000"),
+    "JSON nested too deep": (lambda t, m: "[" * 100000 + "]" * 100000,
+                             "not a microgpt model (nested too deep)"),
+    "ten million layers": (put("model_args", "n_layer", 10**7),
+                           "state_dict has no field 'layer1.attn_wq'"),
 }
 
 
@@ -242,6 +258,36 @@ def test_a_bad_model_file_is_one_line_saying_what_is_wrong(kind, saved, tmp_path
         (path.write_bytes if isinstance(bad, bytes) else path.write_text)(bad)
     line = assert_one_error_line(*run_main(capsys, ["--load", str(path)]))
     assert line.startswith(f"microgpt: cannot read {path}: ") and expected in line, line
+
+
+def test_a_loaded_model_keeps_each_settings_type(saved):
+    # "temperature": 1 in a file is the float 1.0, the type --temperature gives
+    with open(saved[0], encoding="utf-8") as f:
+        model = json.load(f)
+    model["sampling"]["temperature"] = 1
+    settings = microgpt.check_model(model)["settings"]
+    assert type(settings["temperature"]) is float and settings["temperature"] == 1.0
+
+
+def test_the_shapes_a_file_is_checked_against_are_those_init_params_makes():
+    for shape in ({}, dict(n_layer=3, n_embd=8, n_head=2, block_size=5)):
+        configure(**shape)
+        random.seed(0)
+        state_dict, _ = quietly(microgpt.init_params, 11)
+        made = {name: (len(mat), len(mat[0])) for name, mat in state_dict.items()}
+        args = {name: getattr(microgpt, name) for name in microgpt.SHAPE}
+        assert microgpt.matrix_shapes(args, 11, len(made)) == made
+
+
+def test_a_loaded_model_with_blown_up_weights_says_so(saved, tmp_path, capsys):
+    with open(saved[0], encoding="utf-8") as f:
+        model = json.load(f)
+    model["state_dict"]["lm_head"] = [[1e308] * 8 for _ in model["state_dict"]["lm_head"]]
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(model))
+    line = assert_one_error_line(*run_main(capsys, ["--load", str(path)]), expected_out=HEADER)
+    assert line == ("microgpt: numbers out of range during sampling (the logits are not finite): "
+                    "the model's weights are too large to use"), line
 
 
 def test_a_model_saved_under_one_python_loads_under_another(saved, tmp_path):
