@@ -1,27 +1,44 @@
 """microgpt: the GPT of Andrej Karpathy's blog post "microgpt" (February 2026), in one file of
-pure Python. It trains on a list of names, then makes up new ones: the same algorithm as the
-post's program, and for the same input and seed the same output, to the last bit.
+pure Python. It trains on a list of names, then makes up new ones. It is the same algorithm as
+the post's program, and for the same input and seed it gives the same output, to the last bit.
 
-Read it beside the post: the sections below follow its listings, in its order and with its
-names; where they differ, a comment says so. After them come an Efficiency section (the same
-numbers, computed faster) and the plumbing (the command line, saving and loading, errors).
-Run it with: python microgpt.py"""
-import math    # math.log, math.exp, math.isfinite
-import os      # os.path.exists: is there an input.txt yet?
-import random  # random.seed, random.shuffle, random.gauss, random.choices
+Read it beside the post. The sections below follow the post's listings, in the same order and
+with the same names; where this file adds something, a comment says "Not in the post". After
+them come an Efficiency section and the plumbing (the command line, saving, loading, errors).
 
+Run it with: python microgpt.py. A normal run uses the Efficiency section's faster versions of a
+few functions, which compute the very same numbers; python microgpt.py --plain runs exactly the
+code you read here, about 17 times slower."""
+import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
+import os      # os.path.exists, to see whether input.txt is there yet
+import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
 
-# Dataset: the documents to learn from, one per line (input.txt holds 32,033 names).
-input_path = "input.txt"  # the training text (--input)
-seed = 42  # run() seeds Python's random numbers with it first: the shuffle, weights, samples
+# How it runs: the post's program runs its listings from top to bottom. Here each listing below
+# is a function, so that importing this file runs nothing, and the functions pass on what the
+# post keeps in global names. In the post's order, the program is:
+#     random.seed(seed)
+#     docs = load_docs(input_path)
+#     uchars, BOS, vocab_size = tokenizer(docs)
+#     state_dict, params = init_params(vocab_size)
+#     train(docs, uchars, BOS, state_dict, params, [])
+#     inference(uchars, BOS, vocab_size, state_dict, [])
+# run(), in the plumbing at the end, does exactly this, with the settings of the flags, through
+# small wrappers (read_input, run_training, run_sampling) that report anything that goes wrong.
+
+# Dataset: the documents to learn from, one per line of a text file. The default, input.txt,
+# holds 32,033 names.
+input_path = "input.txt"  # the file to learn from (the flag --input changes it)
+seed = 42  # the seed of the random numbers, which decide the shuffle, first weights and samples
 
 
 def load_docs(path):
-    # Only the default file is fetched (as the post does: the details are in the plumbing);
-    # any other missing file is the user's mistake
+    # The post downloads its list of names when input.txt is missing; so does this file (the
+    # download itself is in the plumbing). Not in the post: a missing file of another name is
+    # an error instead.
     if path == "input.txt" and not os.path.exists(path):
         download_names(path)
-    # utf-8-sig: the mark some editors put at the start of a file is not part of a name
+    # Not in the post: some editors start a file with a byte order mark (BOM). Reading with
+    # utf-8-sig drops it, so that it does not stick to the first name.
     with open(path, encoding="utf-8-sig") as f:
         docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
     random.shuffle(docs)
@@ -29,20 +46,21 @@ def load_docs(path):
     return docs
 
 
-# Tokenizer: a character's token id is its index in uchars, and uchars[id] turns it back. One
-# more token, BOS, marks where a document begins and ends.
+# Tokenizer: each character gets a number, its token id: its index in uchars. One more token,
+# BOS, marks where a document begins and ends. uchars[token_id] turns an id back into a letter.
 def tokenizer(docs):
-    uchars = sorted(set("".join(docs)))  # the characters that occur; a character's id: its index
-    BOS = len(uchars)  # the id of the Beginning Of Sequence token: the next id after theirs
-    vocab_size = len(uchars) + 1  # all the tokens: every character, and BOS
+    uchars = sorted(set("".join(docs)))  # every character that occurs, once, in sorted order
+    BOS = len(uchars)  # the Beginning Of Sequence token gets the next free id
+    vocab_size = len(uchars) + 1  # how many tokens there are: the characters, and BOS
     print(f"vocab size: {vocab_size}")
     return uchars, BOS, vocab_size
 
 
-# Autograd: a Value is a number that remembers how it was computed, so that backward() can apply
-# the chain rule from the loss back to every number the loss was computed from.
+# Autograd: a Value is a number that remembers how it was computed. Each Value is a node in a
+# graph, linked to the Values it was computed from, so that backward() can apply the chain rule
+# from the loss back to every number the loss depends on.
 class Value:
-    __slots__ = ("data", "grad", "_children", "_local_grads")  # less memory for each Value
+    __slots__ = ("data", "grad", "_children", "_local_grads")  # only these fields: less memory
 
     def __init__(self, data, children=(), local_grads=()):
         self.data = data                 # the number itself, computed in the forward pass
@@ -51,7 +69,8 @@ class Value:
         self._local_grads = local_grads  # d this / d each child, known already in the forward pass
 
     def __add__(self, other):
-        other = other if isinstance(other, Value) else Value(other)  # a plain number: a constant
+        # A plain number is wrapped in a Value with no children: a constant
+        other = other if isinstance(other, Value) else Value(other)
         return Value(self.data + other.data, (self, other), (1, 1))
 
     def __mul__(self, other):
@@ -59,14 +78,15 @@ class Value:
         # d(a*b)/da is b, and d(a*b)/db is a
         return Value(self.data * other.data, (self, other), (other.data, self.data))
 
-    # a**k (k a plain number), log, exp and relu (its slope: 1.0 where a > 0, else 0.0), each
-    # with its derivative. Then the rest, built from those: -a is a * -1, a - b is a + (-b),
-    # a / b is a * b**-1; and the r-versions, which Python calls when a plain number comes
-    # first, as in 0 + a (where sum() starts)
+    # Four more operations, each with its derivative: a**k for a plain number k, log, exp, and
+    # relu, whose slope is 1.0 where a > 0 and 0.0 elsewhere.
     def __pow__(self, k): return Value(self.data**k, (self,), (k * self.data**(k - 1),))
     def log(self): return Value(math.log(self.data), (self,), (1 / self.data,))
     def exp(self): return Value(math.exp(self.data), (self,), (math.exp(self.data),))
     def relu(self): return Value(max(0, self.data), (self,), (float(self.data > 0),))
+    # The rest are built from those. -a is a * -1, a - b is a + (-b), and a / b is a * b**-1.
+    # Python calls the r-versions when a plain number comes first, as in 0 + a, which is how
+    # sum() starts.
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
     def __sub__(self, other): return self + (-other)
@@ -76,7 +96,7 @@ class Value:
     def __rtruediv__(self, other): return other * self**-1
 
     def backward(self):
-        # Put every node after the nodes it was computed from: children first, then the node
+        # Order the graph so that each node comes after all the nodes it was computed from
         topo = []
         visited = set()
 
@@ -88,26 +108,27 @@ class Value:
                 topo.append(v)
         build_topo(self)
 
-        # The chain rule, from the loss back. In reversed topo, a node comes after every node
-        # that uses it, so its grad is complete when its turn comes. It then hands each child
-        # a share; += because a node used in several places gets a share from each.
-        self.grad = 1  # d loss / d loss: where the chain rule starts
+        # The chain rule, from the loss back. In topo, each node comes after its children; in
+        # reverse, each node comes after all the nodes that use it, so v.grad is complete by
+        # v's turn. v then adds local_grad * v.grad to each child.grad: a child used by several
+        # nodes collects a contribution from each, hence +=.
+        self.grad = 1  # d loss / d loss
         for v in reversed(topo):
             for child, local_grad in zip(v._children, v._local_grads):
                 child.grad += local_grad * v.grad
 
 
-# Parameters: the knowledge of the model, random at first and learned in training. These
-# settings decide how many numbers there are.
+# Parameters: the knowledge of the model. They start random and are learned in training. These
+# settings decide how many there are.
 n_layer = 1      # how many transformer blocks, one after the other: the depth
 n_embd = 16      # how many numbers stand for a token at a position: the width
-block_size = 16  # the longest context: the longest name, 15 characters, after its first BOS
-n_head = 4       # attention heads: each works on its own n_embd // n_head slice of q, k and v
+block_size = 16  # the longest context: BOS, then up to 15 letters (the longest name has 15)
+n_head = 4       # attention heads; each works on its own n_embd // n_head slice of q, k and v
 
 
 def matrix(nout, nin, std=0.08):
-    # Small random numbers (0.08: the post's choice): at first, every next token gets about the
-    # same chance, and nothing starts large enough to blow up
+    # nout rows of nin small random numbers (std 0.08 is the post's choice): at first, every
+    # next token gets about the same chance
     return [[Value(random.gauss(0, std)) for _ in range(nin)] for _ in range(nout)]
 
 
@@ -122,21 +143,23 @@ def init_params(vocab_size):
         state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
-    # Every number of every matrix, row by row, in one flat list (for the optimizer)
+    # All the parameters in one flat list, for the optimizer: matrix by matrix, row by row
     params = [p for mat in state_dict.values() for row in mat for p in row]
     print(f"num params: {len(params)}")
     return state_dict, params
 
 
-# Architecture: GPT-2, with small differences (RMSNorm for LayerNorm, no biases, ReLU for GeLU).
+# Architecture: GPT-2, with small differences: RMSNorm without learned gains for LayerNorm (also
+# right after the embeddings, and none before lm_head), no biases, and ReLU for GeLU.
 # gpt() takes one token and its position, and gives logits: a score for every possible next token.
-def linear(x, w):  # [len(x)] -> [len(w)]: one weighted sum of x per row of w
+def linear(x, w):  # [len(x)] -> [len(w)]: for each row of w, the sum of row * x
     return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
 
 
 def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
-    # Minus the max changes no probability (e^-max cancels in the division), and then no exp is
-    # above 1, so none can overflow. It is a plain number, the same for all: no gradient moves.
+    # Subtracting the largest score changes no probability (e^-max cancels in the division),
+    # and then no exp is above 1, so none can overflow. As the probabilities do not depend on
+    # max_val, it can be a plain number, with no gradient.
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
     total = sum(exps)
@@ -145,38 +168,41 @@ def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
 
 def rmsnorm(x):  # rescale x so that the mean of its squares is 1
     ms = sum(xi * xi for xi in x) / len(x)
-    scale = (ms + 1e-5) ** -0.5  # the 1e-5 keeps an all-zero x from dividing by 0
+    scale = (ms + 1e-5) ** -0.5  # 1 / sqrt(ms); the 1e-5 keeps an all-zero x from dividing by 0
     return [xi * scale for xi in x]
 
 
-# The post writes attention's two sums of products inline; named, each can be made a single
-# node (see the section after Inference)
+# Not in the post: a name for attention's two sums of products, which the post writes inline.
+# (A normal run replaces it with a faster version that gives the same numbers; see below.)
 def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
 def gpt(token_id, pos_id, keys, values, state_dict):
-    # keys and values: the KV cache. For each layer, a list of the k of every position so far,
-    # and a list of their v. state_dict: the parameters (the post reads its global one).
-    # head_dim: each head's share; computed here, not with the settings, as flags change those
+    # The KV cache: keys[li] is the list of k vectors of layer li, one for each position so
+    # far, and values[li] the list of its v vectors. Training and sampling feed one position at
+    # a time, and the cache is how a position sees the ones before it.
+    # Not in the post: gpt() takes state_dict as an argument, and computes head_dim itself,
+    # because flags (or a loaded model) can change the shape after this file is read.
     head_dim = n_embd // n_head
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
-    # Norm x here too: each block norms only the copy it works on, while this x itself goes on,
-    # through the residual connections, to the logits
+    # Not redundant, the post notes, though each block norms its input again: a block's rmsnorm
+    # applies only to the copy that the block works on, while this x itself is carried on, by
+    # the residual connections, to the logits (and its gradient comes back the same way).
     x = rmsnorm(x)
 
     for li in range(n_layer):
         # 1) Multi-head attention: this position takes in what it needs from itself and the
-        # positions before it. The cache holds no later ones: that is what makes it causal.
+        # positions before it. The cache holds no later position, and that makes it causal.
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
         k = linear(x, state_dict[f"layer{li}.attn_wk"])  # what it can be found by
         v = linear(x, state_dict[f"layer{li}.attn_wv"])  # what it hands over when found
-        # The cache holds the Values themselves, not just their numbers, so the losses of later
-        # positions flow back through it into this k and v
+        # The cache holds the Values themselves, so the losses of later positions flow back
+        # through it into this k and v.
         keys[li].append(k)
         values[li].append(v)
         x_attn = []
@@ -185,18 +211,18 @@ def gpt(token_id, pos_id, keys, values, state_dict):
             q_h = q[hs:hs + head_dim]
             k_h = [ki[hs:hs + head_dim] for ki in keys[li]]  # [positions so far][head_dim]
             v_h = [vi[hs:hs + head_dim] for vi in values[li]]
-            # A sum of head_dim products of random sign grows like sqrt(head_dim): dividing by it
-            # keeps wider heads from making softmax pile onto a single position
+            # A sum of head_dim products of random sign grows like sqrt(head_dim). Dividing by
+            # sqrt(head_dim) keeps wider heads from making softmax pile onto one position.
             attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
             attn_weights = softmax(attn_logits)  # how much to take from each position
-            # The head's number j: every position's v at j (a column of v_h), averaged with
-            # those weights
+            # Element j of the head's output: the average of element j of every position's v,
+            # weighted by attn_weights ([vt[j] for vt in v_h] is that column of v_h)
             head_out = [dot(attn_weights, [vt[j] for vt in v_h]) for j in range(head_dim)]
             x_attn.extend(head_out)
         x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # the heads, mixed back together
         x = [a + b for a, b in zip(x, x_residual)]  # residual: the block adds to x, not replaces
 
-        # 2) MLP: each position on its own: widened 4x, through ReLU, narrowed back
+        # 2) MLP (multilayer perceptron): widen to 4 * n_embd numbers, apply ReLU, narrow back
         x_residual = x
         x = rmsnorm(x)
         x = linear(x, state_dict[f"layer{li}.mlp_fc1"])
@@ -210,26 +236,28 @@ def gpt(token_id, pos_id, keys, values, state_dict):
 
 # Training: show the model one document at a time, and nudge every parameter so that the
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
-num_steps = 1000      # training steps, one document each: 1,000 of the 32,033 names
-learning_rate = 0.01  # how far Adam moves a parameter at the first step; it falls linearly
-beta1 = 0.85          # Adam keeps 85% of m at each step, and mixes in 15% of the new gradient
-beta2 = 0.99          # and 99% of v, with 1% of the new gradient squared
-eps_adam = 1e-8       # keeps Adam from dividing by 0 (for a parameter whose grads were all 0)
+num_steps = 1000      # training steps, one document each (so 1,000 of the 32,033 names)
+learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly to near 0
+beta1 = 0.85          # Adam's running mean of the gradient keeps 85% of itself at each step
+beta2 = 0.99          # and its running mean of the gradient squared keeps 99%
+eps_adam = 1e-8       # keeps Adam from dividing by 0 when a parameter's gradients were all 0
 
 
 def train(docs, uchars, BOS, state_dict, params, step_losses):
-    # step_losses: a list from the caller, to which each step's loss is added: the caller can
-    # report the loss trend, and knows how far training got if it stops (Ctrl-C, or a blow-up)
+    # Not in the post: step_losses, a list from the caller, to which each step's loss is added.
+    # With it the caller reports the loss trend, and knows how far training got if it stops.
     m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
-    v = [0.0] * len(params)  # its second moment: a running mean of the gradient squared
+    v = [0.0] * len(params)  # Adam's second moment: a running mean of that gradient squared
 
     for step in range(num_steps):
 
-        # Take one document and tokenize it, with BOS on both sides: predicting from the first
-        # BOS teaches how names begin, and predicting the last one teaches where they end
-        doc = docs[step % len(docs)]  # the next name (% : from the first again, after the last)
+        # Take one document and tokenize it, with BOS on both sides. Predicting from the first
+        # BOS teaches how names begin; predicting the last one teaches where they end.
+        doc = docs[step % len(docs)]  # one after the other (% starts again after the last)
         tokens = [BOS] + [uchars.index(ch) for ch in doc] + [BOS]
-        n = min(block_size, len(tokens) - 1)  # the positions to predict; a longer name is cut
+        # Each token but the last is followed by one to predict. A name longer than the
+        # context is cut to its first block_size predictions.
+        n = min(block_size, len(tokens) - 1)
 
         # Forward: predict each next token with a fresh KV cache, building the graph to the loss
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
@@ -238,51 +266,57 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
             token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax(logits)
-            # -log p: 0 if the model was sure of the right token, larger the less it expected it
+            # -log p (the log first, then the minus) is 0 when the model was sure of the right
+            # token, and grows the less likely it thought that token was
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
-        loss = (1 / n) * sum(losses)  # the mean, so a long name's loss is on a short one's scale
-        # Not in the post: a loss that is nan or inf means the numbers blew up (the learning rate
-        # is too large). Stop now, before backward spreads it into every weight.
+        loss = (1 / n) * sum(losses)  # the mean, so that long and short names weigh the same
+        # Not in the post: a loss that is inf or nan means the numbers blew up (the learning
+        # rate is too large). Stop now, before backward spreads the nan into every weight.
         if not math.isfinite(loss.data):
             raise FloatingPointError(f"the loss is {loss.data}")
 
         # Backward: the gradient of the loss with respect to every parameter
         loss.backward()
 
-        # Adam: each parameter moves by lr_t * m / sqrt(v): its gradient's running mean, over
-        # the gradient's typical size. So each moves about lr_t, whatever its gradient's scale.
-        lr_t = learning_rate * (1 - step / num_steps)  # linear decay
+        # Adam: each parameter moves against its gradient by lr_t * m_hat / sqrt(v_hat). The
+        # ratio is the gradient's running mean divided by its typical size, so a parameter
+        # moves by typically about lr_t, whether its gradients are large or small.
+        lr_t = learning_rate * (1 - step / num_steps)
         for i, p in enumerate(params):
             m[i] = beta1 * m[i] + (1 - beta1) * p.grad
             v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-            # m and v start at 0, so in the first steps they are too small; dividing by
-            # 1 - beta**(step + 1), which grows toward 1, makes up for it
+            # m and v start at 0, so in the first steps they are too small. Dividing by
+            # 1 - beta ** (step + 1), which starts small and grows toward 1, makes up for that.
             m_hat = m[i] / (1 - beta1 ** (step + 1))
             v_hat = v[i] / (1 - beta2 ** (step + 1))
             p.data -= lr_t * m_hat / (v_hat ** 0.5 + eps_adam)
-            p.grad = 0  # backward adds into grad (+=), so clear it for the next step
+            # backward() adds into grad (+=), so clear it for the next step. The other Values
+            # need no clearing: the next step builds a new graph.
+            p.grad = 0
 
-        # \r: back to the start of the line, so that the next step's line overwrites this one
+        # end="\r" returns to the start of the line, so the next step's line overwrites this one
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
         step_losses.append(loss.data)
 
 
 # Inference: the trained model makes up new names, one token at a time, until it picks BOS.
-temperature = 0.5  # divides the logits: below 1 the likely get likelier (safer names)
+temperature = 0.5  # the logits are divided by it; below 1 the likeliest tokens win more often
 num_samples = 20   # how many names to make up
-prompt = ""        # letters that every name starts with (--prompt); the post has none
+prompt = ""        # Not in the post: letters that every name starts with (the flag --prompt)
 
 
 def inference(uchars, BOS, vocab_size, state_dict, samples):
-    # samples: a list from the caller, to which each name made up is added
+    # Not in the post: samples, a list from the caller, to which each name made up is added
     print("\n--- inference (new, hallucinated names) ---")
     for sample_idx in range(num_samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
         token_id = BOS
         sample = []
-        # Not in the post: a prompt. Its letters go through the same steps as the loop below,
-        # but given instead of drawn (and with no use for the logits, only for the KV cache).
+        # Not in the post: a prompt's letters take the steps of the loop below, one position
+        # each (BOS at 0, the first letter at 1, ...), but each letter is given instead of
+        # drawn. The model runs only to fill the KV cache; its logits are not used. The last
+        # letter is fed at the loop's first position.
         for ch in prompt:
             gpt(token_id, len(sample), keys, values, state_dict)
             token_id = uchars.index(ch)
@@ -291,31 +325,20 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
         for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
-            # Not in the post: stop rather than draw from numbers that are not numbers: the
-            # model's own scores (its weights blew up), or them divided by too small a temperature
+            # Not in the post: stop rather than draw from inf or nan. Either the model's own
+            # scores blew up, because its weights did, or only the probabilities did, because
+            # dividing by a tiny temperature overflowed.
             if not all(math.isfinite(logit.data) for logit in logits):
                 raise FloatingPointError("the logits are not finite")
             if not all(math.isfinite(p.data) for p in probs):
                 raise OverflowError("NaN probabilities")
-            # Draw one token, each as likely as its probability ([0]: choices gives a list)
+            # Draw one token id, each as likely as its probability (choices returns a list)
             token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
-            if token_id == BOS:  # the model says: the name ends here
+            if token_id == BOS:  # the model says that the name ends here
                 break
             sample.append(uchars[token_id])
         print(f"sample {sample_idx + 1:2d}: {''.join(sample)}")
         samples.append("".join(sample))
-
-
-# Running it: the post's program runs its listings top to bottom. Here each listing is a
-# function, so that importing this file runs nothing. run(), in the plumbing, calls them in the
-# post's order, with the flags' settings, through wrappers that report what goes wrong
-# (read_input, run_training, run_sampling). Without those, it would be:
-#     random.seed(seed)
-#     docs = load_docs(input_path)
-#     uchars, BOS, vocab_size = tokenizer(docs)
-#     state_dict, params = init_params(vocab_size)
-#     train(docs, uchars, BOS, state_dict, params, [])
-#     inference(uchars, BOS, vocab_size, state_dict, [])
 
 
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
