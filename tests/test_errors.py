@@ -713,8 +713,9 @@ def test_a_bug_keeps_its_traceback(bug, monkeypatch, capsys, tmp_path):
 # --plain: build_topo's recursion, on a graph deeper than Python allows --------------------------
 
 def test_a_graph_too_deep_for_plain_is_one_line(monkeypatch, capsys, tmp_path):
-    # The default shape needs 193 levels of build_topo, and each layer about 140 more: past
-    # Python's limit of 1000 from about 7 layers. Here the limit comes down to the graph instead.
+    # The default shape needs a recursion limit of about 200 (measured on the longest name), and
+    # each layer about 150 more: past Python's 1000 from 7 layers. Here the limit comes down
+    # to the graph instead.
     names = write(tmp_path / "names.txt", PLAIN_TEXT)
     depth = len(inspect.stack())
     limit = sys.getrecursionlimit()
