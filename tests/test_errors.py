@@ -609,8 +609,9 @@ def test_a_closed_pipe_still_puts_everything_back(monkeypatch, capsys, tmp_path)
     plain_linear = microgpt.linear
     monkeypatch.setattr(sys, "stdout", closed)
     with pytest.raises(SystemExit) as exit_info:
-        microgpt.main(["--input", str(names), *FAST])
+        microgpt.main(["--input", str(names), *FAST, "--n-embd", "8", "--n-head", "2"])
     assert exit_info.value.code == 141
+    assert (microgpt.n_embd, microgpt.input_path) == (16, "input.txt"), "settings left behind"
     assert sys.stdout is closed, "standard output was not put back"
     assert microgpt.linear is plain_linear, "the Efficiency section was left in place"
     assert gc.isenabled(), "the cycle collector was left off"
@@ -648,13 +649,14 @@ def test_a_pipe_closed_before_a_failure_is_still_quiet(tmp_path):
     assert code == 141 and err == "", f"exit {code}, stderr {err!r}"
 
 
-def test_a_full_stderr_does_not_stop_the_run(tmp_path):
+@pytest.mark.parametrize("stderr", ["full", "closed"])
+def test_a_full_or_closed_stderr_does_not_stop_the_run(stderr, tmp_path):
     names = write(tmp_path / "names.txt", PLAIN_TEXT)
     expected = run_script(["--input", str(names), *FAST], tmp_path).stdout
-    with open("/dev/full", "wb") as full:
-        result = subprocess.run([sys.executable, str(SCRIPT), "--input", str(names), *FAST],
-                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=full, timeout=60)
+    redirect = "2>/dev/full" if stderr == "full" else "2>&-"
+    result = subprocess.run(["bash", "-c", f'"$@" {redirect}', "bash", sys.executable,
+                             str(SCRIPT), "--input", str(names), *FAST], cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, timeout=60)
     assert result.returncode == 0 and result.stdout == expected, result
 
 

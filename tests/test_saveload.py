@@ -339,6 +339,14 @@ def test_a_failed_save_removes_only_its_own_unfinished_file(names, tmp_path, mon
     assert sorted(os.listdir(tmp_path)) == ["model.json.99999999.part", "names.txt"]
 
 
+def test_a_saved_file_gets_the_mode_a_new_file_gets(saved):
+    # Written to a private temporary file first, it still ends with the umask's usual mode
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = os.stat(saved[0]).st_mode & 0o777
+    assert mode == 0o666 & ~umask, f"mode {oct(mode)}, umask {oct(umask)}"
+
+
 def test_two_runs_saving_to_one_path_do_not_collide(names, tmp_path):
     # Both write at once; each renames a complete file of its own into place, so the file at
     # the end is one of the two models, whole, and nothing unfinished is left behind.
