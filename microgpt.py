@@ -6,9 +6,10 @@ Read it beside the post. The sections below follow the post's listings, in the s
 with the same names; where this file adds something, a comment says "Not in the post". After
 them come an Efficiency section and the plumbing (the command line, saving, loading, errors).
 
-Run it with: python microgpt.py. A normal run uses the Efficiency section's faster versions of a
-few functions, which compute the very same numbers; python microgpt.py --plain runs exactly the
-code you read here, about 17 times slower."""
+Run it with: python microgpt.py. A run uses the Efficiency section's faster versions of a few
+functions, which compute the very same numbers, but only while the code they stand in for is as
+shipped: edit one of those functions, and the run uses the code you read, and says so. The flag
+--plain runs the code you read in any case (it is much slower)."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
 import os      # os.path.exists, to see whether input.txt is there yet
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
@@ -20,23 +21,26 @@ import random  # the random numbers: seed, shuffle, gauss (first weights), choic
 #     docs = load_docs(input_path)
 #     uchars, BOS, vocab_size = tokenizer(docs)
 #     state_dict, params = init_params(vocab_size)
-#     train(docs, uchars, BOS, state_dict, params, [])
-#     inference(uchars, BOS, vocab_size, state_dict, [])
-# run(), in the plumbing at the end, does exactly this, with the settings of the flags, through
-# small wrappers (read_input, run_training, run_sampling) that report anything that goes wrong.
+#     train(docs, uchars, BOS, state_dict, params)
+#     inference(uchars, BOS, vocab_size, state_dict)
+# run(), in the plumbing at the end, does exactly this, with the settings of the flags.
 
 # Dataset: the documents to learn from, one per line of a text file. The default, input.txt,
 # holds 32,033 names.
 input_path = "input.txt"  # the file to learn from (the flag --input changes it)
+names_url = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 seed = 42  # the seed of the random numbers, which decide the shuffle, first weights and samples
 
 
 def load_docs(path):
-    # The post downloads its list of names when input.txt is missing; so does this file (the
-    # download itself is in the plumbing). Not in the post: a missing file of another name is
-    # an error instead.
+    # The post downloads its list of names when input.txt is missing. Not in the post: only
+    # input.txt is downloaded (a missing file of another name is an error), and the download
+    # goes to a file of its own that becomes input.txt only once it is whole (whole_or_nothing,
+    # in the plumbing), so that a download cut off midway leaves no half list to train on.
     if path == "input.txt" and not os.path.exists(path):
-        download_names(path)
+        import urllib.request  # here, as in the post: most runs never need it
+        with whole_or_nothing(path) as part:
+            urllib.request.urlretrieve(names_url, part)
     # Not in the post: some editors start a file with a byte order mark (BOM). Reading with
     # utf-8-sig drops it, so that it does not stick to the first name.
     with open(path, encoding="utf-8-sig") as f:
@@ -58,7 +62,12 @@ def tokenizer(docs):
 
 # Autograd: a Value is a number that remembers how it was computed. Each Value is a node in a
 # graph, linked to the Values it was computed from, so that backward() can apply the chain rule
-# from the loss back to every number the loss depends on.
+# from the loss back to every number the loss depends on. For example, in a Python shell:
+#     >>> from microgpt import Value
+#     >>> a, b = Value(2.0), Value(3.0)
+#     >>> L = a * b + a      # 8.0
+#     >>> L.backward()
+#     >>> a.grad, b.grad     # (4.0, 2.0): dL/da = b + 1, along both paths from a; dL/db = a
 class Value:
     __slots__ = ("data", "grad", "_children", "_local_grads")  # only these fields: less memory
 
@@ -143,17 +152,26 @@ def init_params(vocab_size):
         state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
         state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
-    # All the parameters in one flat list, for the optimizer: matrix by matrix, row by row
+    # All the parameters in one flat list, for the optimizer: matrix by matrix, row by row. With
+    # the defaults and 27 tokens that is 4,192: wte, wpe and lm_head 27*16 + 16*16 + 27*16 = 1,120,
+    # then the layer's four attention matrices 4 * 16*16 = 1,024 and its MLP 2 * 64*16 = 2,048.
     params = [p for mat in state_dict.values() for row in mat for p in row]
     print(f"num params: {len(params)}")
     return state_dict, params
 
 
-# Architecture: GPT-2, with small differences: RMSNorm without learned gains for LayerNorm (also
-# right after the embeddings, and none before lm_head), no biases, and ReLU for GeLU.
-# gpt() takes one token and its position, and gives logits: a score for every possible next token.
-def linear(x, w):  # [len(x)] -> [len(w)]: for each row of w, the sum of row * x
-    return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
+# Architecture: GPT-2, with small differences: RMSNorm instead of LayerNorm (it only rescales,
+# and learns nothing), also right after the embeddings and none before lm_head; no biases; and
+# ReLU instead of GeLU. gpt() takes one token and its position, and gives logits: a score for
+# every possible next token.
+# Not in the post: a name for the sum of products that linear(), rmsnorm() and attention all
+# compute (the post writes it out each time). The same products, added in the same order.
+def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
+    return sum(ai * bi for ai, bi in zip(a, b))
+
+
+def linear(x, w):  # [len(x)] -> [len(w)]: each row of w, dotted with x
+    return [dot(wo, x) for wo in w]
 
 
 def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
@@ -167,15 +185,9 @@ def softmax(logits):  # scores -> probabilities: positive, and adding up to 1
 
 
 def rmsnorm(x):  # rescale x so that the mean of its squares is 1
-    ms = sum(xi * xi for xi in x) / len(x)
+    ms = dot(x, x) / len(x)
     scale = (ms + 1e-5) ** -0.5  # 1 / sqrt(ms); the 1e-5 keeps an all-zero x from dividing by 0
     return [xi * scale for xi in x]
-
-
-# Not in the post: a name for attention's two sums of products, which the post writes inline.
-# (A normal run replaces it with a faster version that gives the same numbers; see below.)
-def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
-    return sum(ai * bi for ai, bi in zip(a, b))
 
 
 def gpt(token_id, pos_id, keys, values, state_dict):
@@ -188,9 +200,10 @@ def gpt(token_id, pos_id, keys, values, state_dict):
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
-    # Not redundant, the post notes, though each block norms its input again: a block's rmsnorm
-    # applies only to the copy that the block works on, while this x itself is carried on, by
-    # the residual connections, to the logits (and its gradient comes back the same way).
+    # The original program marks this line "not redundant", though each block norms its input
+    # again: a block's rmsnorm applies only to the copy that the block works on, while this x
+    # itself is carried on, by the residual connections, to the logits (and its gradient comes
+    # back the same way).
     x = rmsnorm(x)
 
     for li in range(n_layer):
@@ -237,17 +250,19 @@ def gpt(token_id, pos_id, keys, values, state_dict):
 # Training: show the model one document at a time, and nudge every parameter so that the
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
 num_steps = 1000      # training steps, one document each (so 1,000 of the 32,033 names)
-learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly to near 0
-beta1 = 0.85          # Adam's running mean of the gradient keeps 85% of itself at each step
-beta2 = 0.99          # and its running mean of the gradient squared keeps 99%
+learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly toward 0
+# Adam's running means forget the past at these rates. The usual values are 0.9 and 0.999;
+# 0.999 would average the squared gradient over about 1,000 steps, this whole run, so the
+# post takes values that follow a short run's changing gradients more closely.
+beta1 = 0.85          # the running mean of the gradient keeps 85% of itself at each step
+beta2 = 0.99          # and the running mean of the gradient squared keeps 99%
 eps_adam = 1e-8       # keeps Adam from dividing by 0 when a parameter's gradients were all 0
 
 
-def train(docs, uchars, BOS, state_dict, params, step_losses):
-    # Not in the post: step_losses, a list from the caller, to which each step's loss is added.
-    # With it the caller reports the loss trend, and knows how far training got if it stops.
+def train(docs, uchars, BOS, state_dict, params):
     m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
     v = [0.0] * len(params)  # Adam's second moment: a running mean of that gradient squared
+    step_losses = []  # Not in the post: each step's loss, handed back for a report on the trend
 
     for step in range(num_steps):
 
@@ -266,15 +281,16 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
             token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax(logits)
+            # Not in the post: a check. A too large learning rate makes the numbers blow up,
+            # and then the right token's probability is 0, which has no log, or nan ("not a
+            # number"), which fails every comparison. Either way, stop here and say so.
+            if not probs[target_id].data > 0:
+                raise FloatingPointError(f"the model's numbers blew up at step {step + 1}")
             # -log p (the log first, then the minus) is 0 when the model was sure of the right
             # token, and grows the less likely it thought that token was
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
         loss = (1 / n) * sum(losses)  # the mean, so that long and short names weigh the same
-        # Not in the post: a loss that is inf or nan means the numbers blew up (the learning
-        # rate is too large). Stop now, before backward spreads the nan into every weight.
-        if not math.isfinite(loss.data):
-            raise FloatingPointError(f"the loss is {loss.data}")
 
         # Backward: the gradient of the loss with respect to every parameter
         loss.backward()
@@ -298,40 +314,28 @@ def train(docs, uchars, BOS, state_dict, params, step_losses):
         # end="\r" returns to the start of the line, so the next step's line overwrites this one
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
         step_losses.append(loss.data)
+    return step_losses
 
 
 # Inference: the trained model makes up new names, one token at a time, until it picks BOS.
 temperature = 0.5  # the logits are divided by it; below 1 the likeliest tokens win more often
 num_samples = 20   # how many names to make up
-prompt = ""        # Not in the post: letters that every name starts with (the flag --prompt)
 
 
-def inference(uchars, BOS, vocab_size, state_dict, samples):
-    # Not in the post: samples, a list from the caller, to which each name made up is added
+def inference(uchars, BOS, vocab_size, state_dict):
+    samples = []  # Not in the post: the names made up, handed back for a report
     print("\n--- inference (new, hallucinated names) ---")
     for sample_idx in range(num_samples):
         keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
         token_id = BOS
         sample = []
-        # Not in the post: a prompt's letters take the steps of the loop below, one position
-        # each (BOS at 0, the first letter at 1, ...), but each letter is given instead of
-        # drawn. The model runs only to fill the KV cache; its logits are not used. The last
-        # letter is fed at the loop's first position.
-        for ch in prompt:
-            gpt(token_id, len(sample), keys, values, state_dict)
-            token_id = uchars.index(ch)
-            sample.append(ch)
-
-        for pos_id in range(len(sample), block_size):  # (from 0 when there is no prompt)
+        for pos_id in range(block_size):
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
-            # Not in the post: stop rather than draw from inf or nan. Either the model's own
-            # scores blew up, because its weights did, or only the probabilities did, because
-            # dividing by a tiny temperature overflowed.
-            if not all(math.isfinite(logit.data) for logit in logits):
-                raise FloatingPointError("the logits are not finite")
+            # Not in the post: a check. If the numbers blew up (the model's, or the logits
+            # divided by a tiny temperature), stop rather than draw from what is not a number.
             if not all(math.isfinite(p.data) for p in probs):
-                raise OverflowError("NaN probabilities")
+                raise FloatingPointError("the probabilities to draw from are not numbers")
             # Draw one token id, each as likely as its probability (choices returns a list)
             token_id = random.choices(range(vocab_size), weights=[p.data for p in probs])[0]
             if token_id == BOS:  # the model says that the name ends here
@@ -339,15 +343,21 @@ def inference(uchars, BOS, vocab_size, state_dict, samples):
             sample.append(uchars[token_id])
         print(f"sample {sample_idx + 1:2d}: {''.join(sample)}")
         samples.append("".join(sample))
+    return samples
 
 
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
-# above is the complete algorithm, and everything else is just efficiency. run() swaps these in
-# for the plain code above while it runs (see efficiency() below); --plain runs without them.
-# Each says why its numbers are the same; tests/test_efficiency.py checks it, bit for bit.
+# above is the complete algorithm, and everything else is just efficiency. A run puts these in
+# place of the plain code above while it lasts (efficiency(), below), unless that code was
+# edited: then the run uses the code as you edited it. Each says why its numbers are the same;
+# tests/test_efficiency.py checks it, bit for bit.
 import contextlib  # noqa: E402 (the algorithm needs math, os and random only)
 import gc  # noqa: E402
+import inspect  # noqa: E402
+import io  # noqa: E402
 import sys  # noqa: E402
+import tokenize  # noqa: E402
+import zlib  # noqa: E402
 
 
 def fused_dot(a, b):
@@ -372,21 +382,11 @@ def fused_sum(terms):
     return Value(data, terms, [1] * len(terms))
 
 
-def fused_linear(x, w):  # linear() with one node per row (fused_dot)
-    return [fused_dot(wo, x) for wo in w]
-
-
 def fused_softmax(logits):  # softmax() with its total as one node (fused_sum)
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
     total = fused_sum(exps)
     return [e / total for e in exps]
-
-
-def fused_rmsnorm(x):  # rmsnorm() with its sum of squares as one node (fused_dot)
-    ms = fused_dot(x, x) / len(x)
-    scale = (ms + 1e-5) ** -0.5
-    return [xi * scale for xi in x]
 
 
 def add_constant_free(self, other):
@@ -401,11 +401,6 @@ def mul_constant_free(self, other):  # as add_constant_free
     if isinstance(other, Value):
         return Value(self.data * other.data, (self, other), (other.data, self.data))
     return Value(self.data * other, (self,), (other,))
-
-
-def exp_once(self):  # math.exp once, not twice: the same number either way
-    e = math.exp(self.data)
-    return Value(e, (self,), (e,))
 
 
 def backward_without_recursion(self):
@@ -431,33 +426,59 @@ def backward_without_recursion(self):
             child.grad += local_grad * v.grad
 
 
-FAST_FUNCTIONS = {"linear": fused_linear, "softmax": fused_softmax, "rmsnorm": fused_rmsnorm,
-                  "dot": fused_dot}
-FAST_METHODS = {"__add__": add_constant_free, "__mul__": mul_constant_free, "exp": exp_once,
+FAST_FUNCTIONS = {"dot": fused_dot, "softmax": fused_softmax}
+FAST_METHODS = {"__add__": add_constant_free, "__mul__": mul_constant_free,
                 "backward": backward_without_recursion}
+# The plain code that these stand in for, or whose arithmetic they repeat (fused_sum adds from 0,
+# as sum() does by calling __radd__), with a checksum of each as shipped. (When a change to the
+# file needs new checksums, the tests say so.)
+SHIPPED = {"dot": "20f9b2e8", "softmax": "077385d0",
+           "Value.__add__": "7b2ef600", "Value.__radd__": "7c8c8e1c", "Value.__mul__": "8f25dfa7",
+           "Value.backward": "624545da"}
 
 
+# A checksum of a function's code without its comments and blank lines (of the tokens Python
+# reads), or None when Python cannot show the function's source
+def checksum(function):
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return None
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    code = " ".join(t.string for t in tokens if t.type not in (tokenize.COMMENT, tokenize.NL))
+    return f"{zlib.crc32(code.encode('utf-8')):08x}"
+
+
+def edited():  # the names of the plain functions whose code is not as shipped
+    functions = dict(globals())
+    functions.update({f"Value.{name}": method for name, method in vars(Value).items()})
+    return [name for name, shipped in SHIPPED.items() if checksum(functions.get(name)) != shipped]
+
+
+# While a run lasts, the faster versions above stand in for the plain code, and CPython's cycle
+# collector is off; afterwards everything is as it was. Not with --plain, nor once the plain
+# code is edited, so that the edit runs. Gives whether it is on.
 @contextlib.contextmanager
-def efficiency(enabled=True):
-    """While a run lasts: the fast versions above in place of the plain ones, and on CPython no
-    cycle collector. After it, everything is as it was."""
-    if not enabled:
-        yield
+def efficiency(plain=False):
+    changed = [] if plain else edited()
+    if changed:
+        tell(f"{', '.join(changed)} edited: this run uses the plain code, and is much slower")
+    if plain or changed:
+        yield False
         return
     plain_functions = {name: globals()[name] for name in FAST_FUNCTIONS}
     plain_methods = {name: vars(Value)[name] for name in FAST_METHODS}
+    globals().update(FAST_FUNCTIONS)
+    for name, method in FAST_METHODS.items():
+        setattr(Value, name, method)
+    # The fast graph has no reference cycles, so CPython frees it by reference counting alone,
+    # and the collector only costs time. (The plain build_topo refers to itself, a cycle that
+    # holds a whole graph until the collector runs.) PyPy needs its collector for everything.
     collector_was_on = gc.isenabled()
+    if sys.implementation.name == "cpython":
+        gc.disable()
     try:
-        globals().update(FAST_FUNCTIONS)
-        for name, method in FAST_METHODS.items():
-            setattr(Value, name, method)
-        # The fast graph has no reference cycles, so CPython frees it by reference counting
-        # alone, and the collector only costs time. (The plain build_topo refers to itself, a
-        # cycle that holds a whole graph until the collector runs: --plain leaves it on.) PyPy
-        # needs its collector for everything.
-        if sys.implementation.name == "cpython":
-            gc.disable()
-        yield
+        yield True
     finally:
         globals().update(plain_functions)
         for name, method in plain_methods.items():
@@ -466,344 +487,116 @@ def efficiency(enabled=True):
             gc.enable()
 
 
-# Plumbing: the command line, the download, saving and loading a model, looking inside it, and
-# one clear line for each failure a user can cause. Nothing here changes what is computed.
+# Plumbing: the command line, saving and loading a model, a prompt, looking inside the model,
+# and one clear line for anything a user can get wrong. Nothing here changes what is computed.
 import argparse  # noqa: E402
-import collections  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
-import reprlib  # noqa: E402
-import tempfile  # noqa: E402
 import unicodedata  # noqa: E402
+import urllib.error  # noqa: E402
 
 # The run's own settings, besides those of the algorithm above
-load_path = ""      # sample from this saved model instead of training (--load)
+prompt = ""         # letters that every sample starts with (--prompt)
 save_path = ""      # after training, save the model to this file (--save)
-plain = False       # run the algorithm exactly as written above, without Efficiency (--plain)
+load_path = ""      # sample from this saved model instead of training (--load)
 inspect_text = ""   # after sampling, show what the model does with this text (--inspect)
+plain = False       # run the plain code as written, without the Efficiency section (--plain)
 
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 
-# Every flag: its name and placeholder in --help, the setting it sets, its type, the values it
-# allows, its role and what it means. The role says what a saved model does with it:
-#   shape     the file keeps it, so it cannot go with --load (the file's value holds)
-#   training  no training runs with --load, so it cannot go with it; the file does not keep it
-#   sampling  the file keeps it; given with --load, the flag's value is used instead
-#   run       this run's alone: it goes with anything, and no file keeps it
-Flag = collections.namedtuple("Flag", "name metavar setting type rule role meaning")
-FLAGS = [
-    Flag("--input", "FILE", "input_path", str, "not empty", "training",
-         "training text, one document per line"),
-    Flag("--seed", "N", "seed", int, "", "run", "random seed"),
-    Flag("--n-layer", "N", "n_layer", int, "> 0", "shape", "number of transformer layers"),
-    Flag("--n-embd", "N", "n_embd", int, "> 0", "shape", "width of the embeddings"),
-    Flag("--n-head", "N", "n_head", int, "> 0", "shape", "attention heads; must divide --n-embd"),
-    Flag("--block-size", "N", "block_size", int, "> 0", "shape",
-         "longest context; longer documents are cut"),
-    Flag("--num-steps", "N", "num_steps", int, ">= 0", "training",
-         "training steps, one document each"),
-    Flag("--learning-rate", "LR", "learning_rate", float, ">= 0", "training",
-         "Adam's learning rate, decayed to 0"),
-    Flag("--temperature", "T", "temperature", float, "> 0", "sampling",
-         "sampling temperature; lower: safer"),
-    Flag("--num-samples", "N", "num_samples", int, ">= 0", "sampling",
-         "names to sample after training"),
-    Flag("--prompt", "TEXT", "prompt", str, "", "run", "text that every sample starts with"),
-    Flag("--save", "FILE", "save_path", str, "not empty", "training",
-         "after training, save the model to this JSON file"),
-    Flag("--load", "FILE", "load_path", str, "not empty", "run",
-         "sample from a model saved with --save, without training"),
-    Flag("--plain", "", "plain", bool, "", "run",
-         "run the algorithm as written, without the Efficiency section (slower)"),
-    Flag("--inspect", "TEXT", "inspect_text", str, "not empty", "run",
-         "after sampling, show what the model does with this text"),
+# An argparse type: a finite int or float, at least low (or, if above, more than low). For text
+# that is no number at all, argparse names the function: "invalid number value: 'abc'".
+def number(kind, low, above=False):
+    def number(text):
+        value = kind(text)
+        if not (-math.inf < value < math.inf and (value > low if above else value >= low)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'>' if above else '>='} {low}")
+        return value
+    return number
+
+
+FLAGS = [  # each flag, the setting it sets, its placeholder in --help, its type, what it means
+    ("--input", "input_path", "FILE", str, "training text, one document per line"),
+    ("--seed", "seed", "N", int, "random seed"),
+    ("--n-layer", "n_layer", "N", number(int, 1), "number of transformer layers"),
+    ("--n-embd", "n_embd", "N", number(int, 1), "width of the embeddings"),
+    ("--n-head", "n_head", "N", number(int, 1), "attention heads; must divide --n-embd"),
+    ("--block-size", "block_size", "N", number(int, 1), "longest context; longer names are cut"),
+    ("--num-steps", "num_steps", "N", number(int, 0), "training steps, one document each"),
+    ("--learning-rate", "learning_rate", "LR", number(float, 0), "Adam's first learning rate"),
+    ("--temperature", "temperature", "T", number(float, 0, True), "sampling temperature"),
+    ("--num-samples", "num_samples", "N", number(int, 0), "names to sample after training"),
+    ("--prompt", "prompt", "TEXT", str, "text that every sample starts with"),
+    ("--save", "save_path", "FILE", str, "after training, save the model to this file"),
+    ("--load", "load_path", "FILE", str, "sample from a saved model, without training"),
+    ("--inspect", "inspect_text", "TEXT", str, "show what the model does with this text"),
 ]
-DEFAULTS = {flag.setting: globals()[flag.setting] for flag in FLAGS}  # the values written above
-CLOSED_PIPE = 141  # the exit status a shell reports for a program stopped by a closed pipe
+SETTINGS = [setting for _, setting, _, _, _ in FLAGS] + ["plain"]  # what a run may change
+SHAPE = ["n_layer", "n_embd", "n_head", "block_size"]  # a model file keeps these
+TRAINING = ["input_path", "num_steps", "learning_rate", "save_path"]  # of no use with --load
 
 
-def allowed(value, rule):
-    if rule == "not empty":
-        return value != ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return False
-    if rule == "> 0":
-        return value > 0
-    if rule == ">= 0":
-        return value >= 0
-    return True
-
-
-def parse_flags(argv=None):
-    """{setting: value} for each flag given, checked; otherwise a usage error (exit 2)."""
-    parser = argparse.ArgumentParser("microgpt", argument_default=argparse.SUPPRESS,
-                                     description="Train a tiny GPT on a list of names, then "
-                                                 "make up new ones.")
-    for flag in FLAGS:
-        if flag.type is bool:
-            parser.add_argument(flag.name, dest=flag.setting, action="store_true",
-                                help=flag.meaning)
-            continue
-        default = DEFAULTS[flag.setting]
-        meaning = f"{flag.meaning} (default: {default})" if default != "" else flag.meaning
-        parser.add_argument(flag.name, dest=flag.setting, type=flag.type, metavar=flag.metavar,
-                            help=meaning)
+# {setting: value} of each flag given; a usage error exits in here, with status 2
+def parse_flags(argv):
+    parser = argparse.ArgumentParser(prog="microgpt", argument_default=argparse.SUPPRESS)
+    for flag, setting, metavar, kind, meaning in FLAGS:
+        default = f" (default: {globals()[setting]})" if globals()[setting] != "" else ""
+        parser.add_argument(flag, dest=setting, metavar=metavar, type=kind, help=meaning + default)
+    parser.add_argument("--plain", action="store_true",
+                        help="run the plain code as written, without the Efficiency section")
     given = vars(parser.parse_args(argv))
-
-    for flag in FLAGS:
-        value = given.get(flag.setting)
-        if flag.setting not in given or allowed(value, flag.rule):
-            continue
-        if flag.rule == "not empty":
-            parser.error(f"{flag.name} must not be empty")
-        parser.error(f"{flag.name} must be a finite number {flag.rule}, not {reprlib.repr(value)}")
-    if "load_path" in given:
-        for flag in FLAGS:
-            if flag.setting in given and flag.role == "shape":
-                raise Failure(f"{flag.name} cannot go with --load: the model file fixes the shape",
-                              2)
-            if flag.setting in given and flag.role == "training":
-                raise Failure(f"{flag.name} cannot go with --load: no training runs with --load",
-                              2)
-    else:
-        embd = given.get("n_embd", DEFAULTS["n_embd"])
-        head = given.get("n_head", DEFAULTS["n_head"])
-        if embd % head:
-            parser.error(f"--n-embd ({embd}) must be divisible by --n-head ({head})")
+    for flag, setting, _, _, _ in FLAGS:
+        if given.get(setting) == "":  # a file name, a prompt or a text to inspect
+            parser.error(f"{flag} must not be empty")
+        if "load_path" in given and setting in given and setting in SHAPE + TRAINING:
+            parser.error(f"{flag} cannot go with --load: the model file fixes it")
+    if given.get("n_embd", n_embd) % given.get("n_head", n_head):  # (with --load, neither)
+        parser.error("--n-embd must be divisible by --n-head")
     return given
 
 
-def use_settings(settings):
-    """The one place that changes the settings written above (each must be one of them)."""
-    for name, value in settings.items():
-        if name not in DEFAULTS:
-            raise KeyError(f"{name} is not a setting")
-        globals()[name] = value
-
-
-class Failure(Exception):
-    """What a user can cause and fix: one line on standard error, and an exit status."""
-
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
-
-
-class OutputFailure(Failure):
-    """Standard output could not take what was printed: full, closed, or not able to encode it."""
-
-
-class BadModel(Exception):
-    """A model file that is not as --save writes it; the message names the field at fault."""
-
-
-class Output:
-    """Standard output during a run: a write that fails is the output's failure, whoever wrote.
-    It also knows whether the last thing written was a step line, left open by its \\r."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.mid_line = False
-
-    def write(self, text):
-        try:
-            written = self.stream.write(text)
-        except (OSError, UnicodeEncodeError) as e:
-            raise output_failure(e) from None
-        if text:
-            self.mid_line = text.endswith("\r")
-        return written
-
-    def flush(self):
-        try:
-            self.stream.flush()
-        except OSError as e:
-            raise output_failure(e) from None
-
-
-def output_failure(e):
-    if isinstance(e, BrokenPipeError):  # the reader has gone (`| head`): nothing to say
-        return OutputFailure("", CLOSED_PIPE)
-    if isinstance(e, UnicodeEncodeError):
-        return OutputFailure(f"{e.encoding} output cannot show {e.object[e.start]!r}: "
-                             f"PYTHONIOENCODING=utf-8")
-    return OutputFailure(f"cannot write the output: {describe(e)}")
-
-
+# A line on standard error. If there is none (None has no write), or it is full, nobody can be
+# told, and the run goes on.
 def tell(line):
-    """A line on standard error; when even that cannot be written, there is nobody to tell."""
-    if sys.stderr is None:
-        return
+    with contextlib.suppress(AttributeError, OSError):
+        sys.stderr.write(f"microgpt: {line}\n")
+
+
+# A name to write a new path to. It becomes path once the block ends without an error, and is
+# removed otherwise: path is never half-written, and an earlier file at path stays whole.
+@contextlib.contextmanager
+def whole_or_nothing(path):
+    part = f"{path}.{os.getpid()}.part"  # each process its own, should two write path at once
     try:
-        print(f"microgpt: {line}", file=sys.stderr)
-    except OSError:
-        pass
-
-
-def describe(e):  # an OSError as a user reads it: "no such file or directory"
-    return e.strerror.lower() if e.strerror else str(e)
-
-
-def out_of_range(e):
-    """Whether an error is the numbers' own, not a bug's: too large (OverflowError), not numbers
-    at all (FloatingPointError, from the checks in train() and inference()), or the log of 0 (a
-    ValueError raised in Value.log)."""
-    if isinstance(e, (OverflowError, FloatingPointError)):
-        return True
-    where = e.__traceback__
-    while where.tb_next is not None:  # down to the frame that raised it
-        where = where.tb_next
-    return isinstance(e, ValueError) and where.tb_frame.f_code is Value.log.__code__
-
-
-def reason(e):  # what a numeric error says: OverflowError(34, 'Numerical result out of range')
-    return e.args[-1] if e.args else type(e).__name__
-
-
-def write_atomically(path, data):
-    """All of data at path, or nothing: written to a new file of this run's own in the same
-    folder (another run writing the same path has its own), then renamed."""
-    fd, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".microgpt-",
-                                suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file for its owner only: give it the mode a new file gets
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(part, 0o666 & ~umask)
+        yield part
         os.replace(part, path)
-    except BaseException:  # failed or interrupted: remove this run's file, and only it
-        if os.path.exists(part):  # (gone if the rename itself was done)
+    finally:
+        if os.path.exists(part):
             os.remove(part)
-        raise
 
 
-def download_names(path):
-    import http.client  # here, not at the top: most runs never need them, and they cost 6 MB
-    import urllib.request
-    tell(f"{path} not found, downloading {NAMES_URL}")
-    try:
-        with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
-            data = response.read()
-    except (OSError, http.client.HTTPException) as e:  # refused, 404, cut off midway, ...
-        raise Failure(f"cannot download {NAMES_URL} to {path} ({getattr(e, 'reason', e)}): "
-                      f"use --input") from None
-    try:
-        write_atomically(path, data)
-    except OSError as e:
-        raise Failure(f"cannot write {path}: {describe(e)}") from None
-
-
-def first_bad_byte(path):  # where a file stops being UTF-8, counted in bytes from 0
-    with open(path, "rb") as f:
-        try:
-            f.read().decode("utf-8")
-        except UnicodeDecodeError as e:
-            return e.start
-
-
-def read_input(path):
-    """The reading phase: the documents, or a Failure saying why there are none."""
-    try:
-        docs = load_docs(path)
-    except KeyboardInterrupt:
-        raise Failure(f"interrupted while reading {path}", 130) from None
-    except UnicodeDecodeError:
-        where = first_bad_byte(path)
-        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {where}") from None
-    except OSError as e:
-        raise Failure(f"cannot read {path}: {describe(e)}") from None
-    if not docs:
-        raise Failure(f"{path} has no documents: it is empty or has only blank lines")
-    return docs
-
-
-def check_texts(uchars):
-    """--prompt and --inspect hold only letters the model knows, and the prompt fits in its
-    context; otherwise a Failure with the usage error's status, 2."""
-    for flag, text in (("--prompt", prompt), ("--inspect", inspect_text)):
-        for ch in text:
-            if ch not in uchars:
-                raise Failure(f"{flag}: {ch!r} is not in the vocabulary: {''.join(uchars)!r}", 2)
-    if len(prompt) > block_size:
-        raise Failure(f"--prompt: {len(prompt)} characters do not fit in the model's context of "
-                      f"{block_size} (--block-size)", 2)
-
-
-def run_training(docs, uchars, BOS, state_dict, params):
-    """The training phase: each step's loss, or a Failure that names the step."""
-    step_losses = []
-    try:
-        train(docs, uchars, BOS, state_dict, params, step_losses)
-    except KeyboardInterrupt:
-        raise Failure(f"interrupted at step {len(step_losses) + 1}", 130) from None
-    except (ArithmeticError, ValueError) as e:
-        if not out_of_range(e):
-            raise
-        raise Failure(f"numbers out of range at step {len(step_losses) + 1} ({reason(e)}): "
-                      f"try a smaller --learning-rate") from None
-    except RecursionError:
-        if not plain:
-            raise
-        raise Failure(f"at step {len(step_losses) + 1}, the graph is too deep for the "
-                      f"recursive build_topo of --plain: run without --plain") from None
-    return step_losses
-
-
-def run_sampling(uchars, BOS, vocab_size, state_dict):
-    """The sampling phase: the names made up, or a Failure with the likely cause."""
-    samples = []
-    try:
-        inference(uchars, BOS, vocab_size, state_dict, samples)
-    except KeyboardInterrupt:
-        raise Failure("interrupted during sampling", 130) from None
-    except (ArithmeticError, ValueError) as e:
-        if not out_of_range(e):
-            raise
-        if not isinstance(e, FloatingPointError):  # a sane model, too cold: it overflowed
-            advice = "try a larger --temperature"
-        elif load_path:
-            advice = "the model's weights are too large to use"
-        else:  # the model's own scores are not numbers: its weights blew up
-            advice = "try a smaller --learning-rate"
-        raise Failure(f"numbers out of range during sampling ({reason(e)}): {advice}") from None
-    return samples
-
-
-# A saved model, as JSON: nanoGPT's checkpoint idea, named fields and nothing else
-MODEL_VERSION = 2
+# A model file: named fields in JSON, like a nanoGPT checkpoint
+MODEL_VERSION = 2  # the format (microgpt 1.x wrote version 1)
 MODEL_FIELDS = ["microgpt", "model_args", "sampling", "uchars", "random_state", "state_dict"]
-SHAPE = [flag.setting for flag in FLAGS if flag.role == "shape"]
-SAMPLING = [flag.setting for flag in FLAGS if flag.role == "sampling"]
 
 
 def save_model(path, uchars, state_dict):
-    """The saving phase: every field of a model file, or a Failure."""
-    if not all(math.isfinite(p.data) for mat in state_dict.values() for row in mat for p in row):
-        raise Failure(f"cannot save {path}: the weights are not all finite numbers: "
-                      f"try a smaller --learning-rate")
-    model = {"microgpt": MODEL_VERSION,
-             "model_args": {name: globals()[name] for name in SHAPE},
-             "sampling": {name: globals()[name] for name in SAMPLING},
-             "uchars": "".join(uchars),
-             "random_state": random.getstate(),  # where sampling starts: the same names again
-             "state_dict": {name: [[p.data for p in row] for row in mat]  # repr: exact floats
-                            for name, mat in state_dict.items()}}
-    try:
-        write_atomically(path, json.dumps(model, indent=1).encode("utf-8"))
-    except KeyboardInterrupt:
-        raise Failure("interrupted while saving", 130) from None
-    except OSError as e:
-        raise Failure(f"cannot write {path}: {describe(e)}") from None
+    weights = {name: [[p.data for p in row] for row in mat] for name, mat in state_dict.items()}
+    if not all(math.isfinite(x) for mat in weights.values() for row in mat for x in row):
+        raise FloatingPointError("the trained weights are not all numbers")
+    model = {"microgpt": MODEL_VERSION, "model_args": {name: globals()[name] for name in SHAPE},
+             "sampling": {"temperature": temperature, "num_samples": num_samples},
+             "uchars": "".join(uchars), "random_state": random.getstate(), "state_dict": weights}
+    with whole_or_nothing(path) as part:
+        with open(part, "w", encoding="utf-8") as f:
+            json.dump(model, f, indent=1)  # each float as repr writes it: exactly
 
 
-def matrix_shapes(model_args, vocab_size, most_layers):
-    """{name: (rows, columns)} of every matrix, as init_params makes them (for at most
-    most_layers layers: a file cannot hold more layers than matrices)."""
-    n = model_args["n_embd"]
-    shapes = {"wte": (vocab_size, n), "wpe": (model_args["block_size"], n),
-              "lm_head": (vocab_size, n)}
-    for i in range(min(model_args["n_layer"], most_layers)):
+# {name: (rows, columns)} of each matrix, as init_params makes them, for at most most_layers
+# layers (so that a file that claims a million layers costs nothing to check)
+def model_shapes(args, vocab_size, most_layers):
+    n = args["n_embd"]
+    shapes = {"wte": (vocab_size, n), "wpe": (args["block_size"], n), "lm_head": (vocab_size, n)}
+    for i in range(min(args["n_layer"], most_layers)):
         for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
             shapes[f"layer{i}.{name}"] = (n, n)
         shapes[f"layer{i}.mlp_fc1"] = (4 * n, n)
@@ -811,346 +604,212 @@ def matrix_shapes(model_args, vocab_size, most_layers):
     return shapes
 
 
-def is_int(x):
-    return type(x) is int  # not bool, which is an int too
+# A model file as --save writes it: its settings, uchars and state_dict, and its random state,
+# which it sets (as the saving run's sampling began, so that it draws the same names again).
+# Here, in one place, its version, fields and shapes are checked; nothing in it acts as a flag.
+def load_model(path):
+    def check(ok, what):
+        if not ok:
+            sys.exit(f"microgpt: {path}: {what}")
 
-
-def is_number(x):  # a JSON number that is a finite float, or an int a float holds exactly
-    if type(x) is float:
-        return math.isfinite(x)
-    return is_int(x) and abs(x) <= 2**53
-
-
-def check_fields(found, where, expected):
-    """The same field names as expected, or BadModel naming the first odd one."""
-    if not isinstance(found, dict):
-        raise BadModel(f"{where} is not an object of fields")
-    for name in expected:
-        if name not in found:
-            raise BadModel(f"{where} has no field {name!r}")
-    for name in found:
-        if name not in expected:
-            raise BadModel(f"{where} has an unknown field {reprlib.repr(name)}")
-
-
-def check_model(model):
-    """A model file's JSON, checked field by field, as a dict of settings, uchars, state_dict
-    and random_state; or BadModel, naming the field at fault."""
-    if not isinstance(model, dict) or "microgpt" not in model:
-        raise BadModel("not a microgpt model")
-    version = model["microgpt"]
-    if is_int(version) and version == 1:
-        raise BadModel("a model in the old format of microgpt 1.x: train and --save it again")
-    if not is_int(version) or version != MODEL_VERSION:
-        raise BadModel(f"format version {reprlib.repr(version)}, not {MODEL_VERSION}")
-    check_fields(model, "the model", MODEL_FIELDS)
-
-    args = model["model_args"]
-    check_fields(args, "model_args", SHAPE)
-    for name in SHAPE:
-        if not (is_int(args[name]) and args[name] > 0):
-            raise BadModel(f"model_args.{name} must be an integer > 0, "
-                           f"not {reprlib.repr(args[name])}")
-    if args["n_embd"] % args["n_head"]:
-        raise BadModel(f"model_args.n_embd ({args['n_embd']}) is not divisible by "
-                       f"model_args.n_head ({args['n_head']})")
-
-    sampling = model["sampling"]
-    check_fields(sampling, "sampling", SAMPLING)
-    temperature, num_samples = sampling["temperature"], sampling["num_samples"]
-    if not (is_number(temperature) and temperature > 0):
-        raise BadModel(f"sampling.temperature must be a number > 0, not "
-                       f"{reprlib.repr(temperature)}")
-    if not (is_int(num_samples) and num_samples >= 0):
-        raise BadModel(f"sampling.num_samples must be an integer >= 0, not "
-                       f"{reprlib.repr(num_samples)}")
-
-    uchars = model["uchars"]
-    if not (isinstance(uchars, str) and uchars and list(uchars) == sorted(set(uchars))):
-        raise BadModel("uchars must be the vocabulary's characters, each once, in order")
-
-    found = model["state_dict"]
-    shapes = matrix_shapes(args, len(uchars) + 1, len(found) if isinstance(found, dict) else 0)
-    check_fields(found, "state_dict", shapes)
-    state_dict = {}
-    for name, (rows, cols) in shapes.items():
-        mat = found[name]
-        if not (isinstance(mat, list) and len(mat) == rows and all(
-                isinstance(row, list) and len(row) == cols and all(map(is_number, row))
-                for row in mat)):
-            raise BadModel(f"state_dict.{name} is not {rows} x {cols} finite numbers")
-        state_dict[name] = [[Value(float(x)) for x in row] for row in mat]
-
-    state = model["random_state"]
-    try:  # as random.getstate() gives it, checked by a random stream of its own
-        random_state = (state[0], tuple(state[1]), state[2])
-        if not (state[2] is None or type(state[2]) is float):
-            raise ValueError("gauss_next")
-        random.Random().setstate(random_state)
+    model = None  # unless it is JSON, in UTF-8, and not nested too deep to read:
+    with open(path, encoding="utf-8") as f, contextlib.suppress(ValueError, RecursionError):
+        model = json.load(f)
+    check(isinstance(model, dict) and model.get("microgpt") == MODEL_VERSION,
+          f"not a model file of format {MODEL_VERSION}: train and --save it again")
+    check(sorted(model) == sorted(MODEL_FIELDS), f"the fields must be {', '.join(MODEL_FIELDS)}")
+    args, sampling, uchars, found = (model[name] for name in MODEL_FIELDS[1:4] + ["state_dict"])
+    check(isinstance(args, dict) and sorted(args) == sorted(SHAPE)
+          and all(type(args[name]) is int and args[name] > 0 for name in SHAPE)
+          and args["n_embd"] % args["n_head"] == 0,
+          f"model_args must be {', '.join(SHAPE)}: integers above 0, n_embd divisible by n_head")
+    check(isinstance(sampling, dict) and sorted(sampling) == ["num_samples", "temperature"]
+          and type(sampling["temperature"]) is float and sampling["temperature"] > 0
+          and type(sampling["num_samples"]) is int and isinstance(uchars, str) and uchars != "",
+          "sampling (temperature above 0, num_samples) and uchars must be as --save writes them")
+    try:  # as random.getstate() gave it
+        state = model["random_state"]
+        random.setstate((state[0], tuple(state[1]), state[2]))
     except (TypeError, ValueError, IndexError, KeyError, OverflowError):
-        raise BadModel("random_state is not a state of Python's random module") from None
+        check(False, "random_state is not a state of Python's random numbers")
+    shapes = model_shapes(args, len(uchars) + 1, len(found) if isinstance(found, dict) else 0)
+    check(isinstance(found, dict) and sorted(found) == sorted(shapes) and all(
+          isinstance(found[name], list) and len(found[name]) == rows and all(
+              isinstance(row, list) and len(row) == cols and all(type(x) is float for x in row)
+              for row in found[name]) for name, (rows, cols) in shapes.items()),
+          "state_dict must hold the matrices of model_args's shape, each a list of rows of numbers")
+    state_dict = {name: [[Value(x) for x in row] for row in found[name]] for name in shapes}
+    return {**args, **sampling}, list(uchars), state_dict
 
-    settings = {**args, "temperature": float(temperature), "num_samples": num_samples}
-    return {"settings": settings, "uchars": list(uchars), "state_dict": state_dict,
-            "random_state": random_state}
 
+# While it lasts, every name inference() makes up starts with the prompt. At the prompt's
+# positions, gpt() runs as always, filling the KV cache, but its logits are replaced by ones that
+# leave only the prompt's next letter possible (a logit of -inf is a probability of 0), so that
+# inference() itself draws that letter.
+@contextlib.contextmanager
+def prompted(uchars, vocab_size):
+    def prompted_gpt(token_id, pos_id, keys, values, state_dict):
+        logits = real_gpt(token_id, pos_id, keys, values, state_dict)
+        if pos_id >= len(prompt):
+            return logits
+        forced = uchars.index(prompt[pos_id])
+        return [Value(0.0 if t == forced else -math.inf) for t in range(vocab_size)]
 
-def read_model(path):
-    """The reading phase, for --load: the checked fields of a saved model, or a Failure."""
+    real_gpt = gpt
+    globals()["gpt"] = prompted_gpt
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except KeyboardInterrupt:
-        raise Failure(f"interrupted while reading {path}", 130) from None
-    except UnicodeDecodeError as e:
-        raise Failure(f"cannot read {path}: not valid UTF-8 at byte {e.start}") from None
-    except OSError as e:
-        raise Failure(f"cannot read {path}: {describe(e)}") from None
-    try:
-        model = json.loads(text)
-    except RecursionError:
-        raise Failure(f"cannot read {path}: not a microgpt model (nested too deep)") from None
-    except ValueError as e:  # not JSON (json says where), or a number too long to read
-        raise Failure(f"cannot read {path}: {e}") from None
-    try:
-        return check_model(model)
-    except BadModel as e:
-        raise Failure(f"cannot read {path}: {e}") from None
+        yield
+    finally:
+        globals()["gpt"] = real_gpt
 
 
-def shown(uchars, token_id):
-    """A token as the inspection shows it: BOS as BOS, a space as ␣, a tab as \\t, ..."""
-    if token_id == len(uchars):
-        return "BOS"
-    ch = uchars[token_id]
-    if ch == " ":
-        return "␣"
-    if not ch.isprintable():
-        return repr(ch)[1:-1]
-    return ch
+def width(text):  # how many columns text takes in a terminal: Hangul and CJK take two
+    return len(text) + sum(unicodedata.east_asian_width(ch) in "WF" for ch in text)
 
 
-def width(text):
-    """How many columns text takes in a terminal: Hangul and CJK take two each."""
-    columns = 0
-    for ch in text:
-        if unicodedata.combining(ch):
-            continue  # drawn over the character before it
-        columns += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return columns
+# What the model does with text, tokenized as training tokenizes a document: at each position,
+# the probability of the real next token, its -log p and the likeliest tokens; their mean, which
+# is the loss training computes; and the attention weights of each layer and head. It draws no
+# random number and changes no weight. Within gpt(), softmax() gives only attention weights, so
+# while gpt() runs, a softmax that records what it gives records them.
+def inspect_model(text, uchars, BOS, state_dict):
+    def shown(token_id):  # BOS as BOS, a space as ␣, a tab as \t, ...
+        ch = uchars[token_id] if token_id < BOS else "BOS"
+        return "␣" if ch == " " else ch if ch.isprintable() else repr(ch)[1:-1]
 
+    def line(*cells, col=max(4, max(width(shown(t)) for t in range(BOS + 1)))):
+        print("  ".join(cell + " " * (col - width(cell)) for cell in cells).rstrip())
 
-def pad(text, columns):  # text, then spaces up to `columns` terminal columns
-    return text + " " * (columns - width(text))
-
-
-def look_inside(text, uchars, BOS, state_dict):
-    """What the model does with text, tokenized as training tokenizes a document. Per position:
-    (token seen, next token, the probability of every next token, -log p of the real one); the
-    mean -log p, which is the loss training computes for this document; and per position, the
-    attention weights of every layer and head. Draws no random number, changes no weight."""
-    tokens = [BOS] + [uchars.index(ch) for ch in text] + [BOS]
-    n = min(block_size, len(tokens) - 1)
-    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
-    rows, losses, attention = [], [], []
-    real_softmax = softmax
-
-    def recording_softmax(logits):  # within gpt(), softmax gives only the attention weights
+    def recording_softmax(logits):
         weights = real_softmax(logits)
         attention[-1].append([w.data for w in weights])
         return weights
 
-    for pos_id in range(n):
-        token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
-        attention.append([])  # this position's weights: each layer's heads, in order
-        globals()["softmax"] = recording_softmax
-        try:
-            logits = gpt(token_id, pos_id, keys, values, state_dict)
-        finally:
-            globals()["softmax"] = real_softmax
-        probs = softmax(logits)  # temperature 1, as in training
-        loss_t = -probs[target_id].log()
-        losses.append(loss_t)
-        rows.append((token_id, target_id, [p.data for p in probs], loss_t.data))
-    loss = (1 / n) * sum(losses)
-    return rows, loss.data, attention
-
-
-def print_inspection(text, uchars, rows, loss, attention):
-    def label(token_id):
-        return shown(uchars, token_id)
-
-    def line(*cells):
-        print("  ".join(cells).rstrip())
-
-    token = max(width(label(t)) for t in range(len(uchars) + 1))  # the widest token, BOS at least
-    col = max(token, 4)
+    tokens = [BOS] + [uchars.index(ch) for ch in text] + [BOS]
+    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+    losses, attention, real_softmax = [], [], softmax
     print(f"\n--- inspect {text!r}: what the model expects after each token ---")
-    line(pad("seen", col), pad("next", col), "p(next)", "-log p", "likeliest next tokens")
-    for token_id, target_id, probs, loss_t in rows:
-        likeliest = sorted(range(len(probs)), key=lambda t: -probs[t])[:5]
-        top = "  ".join(f"{pad(label(t), token)} {probs[t]:.3f}" for t in likeliest)
-        line(pad(label(token_id), col), pad(label(target_id), col), f"{probs[target_id]:7.4f}",
-             f"{loss_t:6.4f}", top)
-    print(f"mean -log p: {loss:.4f} (the loss training computes for this document)")
-
-    seen = [label(token_id) for token_id, _, _, _ in rows]
+    line("seen", "next", "p(next)  -log p  likeliest next tokens")
+    globals()["softmax"] = recording_softmax
+    try:
+        for pos_id in range(min(block_size, len(tokens) - 1)):
+            attention.append([])  # this position's weights: each layer's heads, in order
+            probs = real_softmax(gpt(tokens[pos_id], pos_id, keys, values, state_dict))
+            p = probs[tokens[pos_id + 1]]
+            if not p.data > 0:  # as train() checks
+                raise FloatingPointError("a probability is 0 or not a number")
+            losses.append(-p.log())
+            top = sorted(range(BOS + 1), key=lambda t: -probs[t].data)[:5]
+            likeliest = "  ".join(f"{shown(t)} {probs[t].data:.3f}" for t in top)
+            line(shown(tokens[pos_id]), shown(tokens[pos_id + 1]),
+                 f"{p.data:7.4f}  {losses[-1].data:6.4f}  {likeliest}")
+    finally:
+        globals()["softmax"] = real_softmax
+    loss = (1 / len(losses)) * sum(losses)
+    print(f"mean -log p: {loss.data:.4f} (the loss training computes for this document)")
     for li in range(n_layer):
         for h in range(n_head):
-            print(f"\nattention, layer {li}, head {h}: how much each position (a row) takes from "
-                  f"each one up to it")
-            line(pad("", col), *(pad(s, col) for s in seen))
-            for i, s in enumerate(seen):
-                weights = attention[i][li * n_head + h]
-                line(pad(s, col), *(pad(f"{w:.2f}", col) for w in weights))
+            print(f"\nattention, layer {li}, head {h}: how much each row takes from each column")
+            line("", *(shown(t) for t in tokens[:len(losses)]))
+            for i, weights in enumerate(attention):
+                line(shown(tokens[i]), *(f"{w:.2f}" for w in weights[li * n_head + h]))
 
 
-def run_inspection(uchars, BOS, state_dict):
-    """The inspecting phase: --inspect's tables, or a Failure."""
-    try:
-        rows, loss, attention = look_inside(inspect_text, uchars, BOS, state_dict)
-    except KeyboardInterrupt:
-        raise Failure("interrupted while inspecting", 130) from None
-    except (ArithmeticError, ValueError) as e:
-        if not out_of_range(e):
-            raise
-        raise Failure(f"numbers out of range while inspecting ({reason(e)})") from None
-    print_inspection(inspect_text, uchars, rows, loss, attention)
-
-
-def report_trend(step_losses):
-    """One line on standard error: the mean loss of the first and the last tenth of the steps,
-    and a sparkline of the mean of each twentieth. One step's loss is one name's: it jumps."""
-    n = len(step_losses)
-    k = max(1, n // 10)
-    first = sum(step_losses[:k]) / k
-    last = sum(step_losses[-k:]) / k
-    parts = min(20, n)
-    means = []
-    for i in range(parts):
-        part = step_losses[i * n // parts:(i + 1) * n // parts]
-        means.append(sum(part) / len(part))
-    low, high = min(means), max(means)
-    spark = ""
-    for m in means:
-        level = 3 if high == low else round((m - low) / (high - low) * 7)
-        spark += "▁▂▃▄▅▆▇█"[level]
-    line = f"mean loss {first:.4f} over {steps(1, k)}, {last:.4f} over {steps(n - k + 1, n)}"
-    if parts > 1:
-        line += f"; {'in twentieths' if parts == 20 else 'step by step'}: {spark}"
-    tell(line)
-
-
-def steps(first, last):
-    return f"step {first}" if first == last else f"steps {first}-{last}"
-
-
-def report_known(samples, docs):
-    """One line on standard error: which samples are documents of the training data."""
-    known = [sample for sample in samples if sample in docs]  # (a set of docs costs 1 MB more)
-    new = len(samples) - len(known)
-    if known:
-        tell(f"{len(known)} of the {len(samples)} samples {is_are(len(known))} in the training "
-             f"data ({', '.join(known)}); {new} {is_are(new)} new")
-    else:
-        tell(f"none of the {len(samples)} samples is in the training data")
-
-
-def is_are(count):
-    return "is" if count == 1 else "are"
-
-
+# The post's program, in its order, with the settings of the flags or of a model file
 def run(given):
-    """The post's program, phase by phase, with the settings given: each phase turns its own
-    expected failures into a Failure, and lets anything else (a bug) keep its traceback."""
-    settings = dict(DEFAULTS)
-    model = None
-    if "load_path" in given:
-        model = read_model(given["load_path"])
-        settings.update(model["settings"])  # the model's shape and sampling settings...
-    settings.update(given)  # ...unless a flag says otherwise
-    use_settings(settings)
+    docs, step_losses = [], []
+    if load_path:
+        settings, uchars, state_dict = load_model(load_path)  # and the random state
+        globals().update({**settings, **given})  # the file's settings, unless a flag says else
+        BOS, vocab_size = len(uchars), len(uchars) + 1
+    if not load_path or "seed" in given:
+        random.seed(seed)
+    if not load_path:
+        docs = load_docs(input_path)
+        if not docs:
+            sys.exit(f"microgpt: {input_path}: no documents: it is empty, or only blank lines")
+        uchars, BOS, vocab_size = tokenizer(docs)
+    if any(ch not in uchars for ch in prompt + inspect_text) or len(prompt) > block_size:
+        sys.exit(f"microgpt: --prompt and --inspect may use only {''.join(uchars)!r}, and "
+                 f"--prompt at most {block_size} of them")
 
-    with efficiency(enabled=not plain):
-        docs, step_losses = [], []
-        if model:
-            uchars, state_dict = model["uchars"], model["state_dict"]
-            BOS, vocab_size = len(uchars), len(uchars) + 1
-            check_texts(uchars)
-            if "seed" in given:
-                random.seed(seed)
-            else:
-                random.setstate(model["random_state"])  # as the saving run's sampling began
-        else:
-            random.seed(seed)
-            docs = read_input(input_path)
-            uchars, BOS, vocab_size = tokenizer(docs)
-            check_texts(uchars)
-            state_dict, params = init_params(vocab_size)
-            step_losses = run_training(docs, uchars, BOS, state_dict, params)
-            if save_path:
-                save_model(save_path, uchars, state_dict)
-
-        samples = run_sampling(uchars, BOS, vocab_size, state_dict)
-        if step_losses:
-            report_trend(step_losses)
-        if docs and samples:
-            report_known(samples, docs)
-        if inspect_text:
-            run_inspection(uchars, BOS, state_dict)
+    if not load_path:
+        state_dict, params = init_params(vocab_size)
+        step_losses = train(docs, uchars, BOS, state_dict, params)
+        if save_path:
+            save_model(save_path, uchars, state_dict)
+    with prompted(uchars, vocab_size):
+        samples = inference(uchars, BOS, vocab_size, state_dict)
+    if step_losses and samples:
+        tell(f"mean loss by twentieths of training: {trend(step_losses)}")
+        known = [sample for sample in samples if sample in docs]
+        tell(f"samples also in the training data: {', '.join(known) or 'none'}")
+    if inspect_text:
+        inspect_model(inspect_text, uchars, BOS, state_dict)
 
 
+# One step's loss is one name's, so it jumps about; the mean of many steps says more. The mean
+# of each twentieth of the steps (or of each step, if fewer), the first and the last as numbers.
+def trend(step_losses):
+    n, parts = len(step_losses), min(20, len(step_losses))
+    chunks = [step_losses[i * n // parts:(i + 1) * n // parts] for i in range(parts)]
+    means = [sum(chunk) / len(chunk) for chunk in chunks]
+    spark = "".join("▁▂▃▄▅▆▇█"[round(7 * (m - min(means)) / (max(means) - min(means) or 1))]
+                    for m in means)
+    return f"{means[0]:.4f} {spark} {means[-1]:.4f}"
+
+
+REASONS = {errno.ENOENT: "no such file or folder", errno.EACCES: "permission denied",
+           errno.EISDIR: "a folder, not a file", errno.ENOSPC: "no space left on the disk"}
+
+
+# Run microgpt with the flags in argv (else the command line's). Anything a user can get wrong
+# ends in one line on standard error and an exit status other than 0; a bug keeps its
+# traceback. Every setting is put back afterwards.
 def main(argv=None):
-    stdout = sys.stdout
-    settings = {name: globals()[name] for name in DEFAULTS}  # to put back after the run
-    sys.stdout = Output(stdout)
+    settings = {name: globals()[name] for name in SETTINGS}
+    status = 1
     try:
-        try:
-            run(parse_flags(argv))  # a usage error exits in parse_flags, with status 2
-        finally:
-            sys.stdout.flush()  # however the run ends, a full or closed output shows here
-    except KeyboardInterrupt:  # between phases
-        end_step_line()
-        tell("interrupted")
-        sys.exit(130)
+        given = parse_flags(argv)
+        globals().update(given)
+        with efficiency(plain):
+            run(given)
+        sys.stdout.flush()  # so that a full or closed output fails here, not as Python exits
+        return
+    except BrokenPipeError:  # the reader has gone (as in | head): stop, quietly
+        sys.exit(141)
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
     except MemoryError:
-        end_step_line()
-        tell("out of memory: try a smaller --n-layer, --n-embd or --block-size")
-        sys.exit(1)
-    except Failure as failure:
-        if isinstance(failure, OutputFailure):
-            silence(stdout)
-        else:
-            end_step_line()
-        if str(failure):
-            tell(str(failure))
-        sys.exit(failure.code)
+        message = "out of memory: try a smaller --n-layer, --n-embd or --block-size"
+    except (FloatingPointError, OverflowError) as e:
+        what = e if isinstance(e, FloatingPointError) else "a number too large for a float"
+        message = f"{what} (a --learning-rate too large or a --temperature too small does it)"
+    except RecursionError:  # from the recursive build_topo, with --plain on a deep model
+        if not plain:
+            raise
+        message = "the graph is too deep for the recursive build_topo: run without --plain"
+    except UnicodeError as e:  # reading input that is not UTF-8, or writing a letter that the
+        # output's encoding lacks (a terminal in ASCII, say)
+        message = f"{input_path}: not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (
+            f"the output cannot show {e.object[e.start]!r}: set PYTHONIOENCODING=utf-8")
+    except urllib.error.URLError:  # no connection, an HTTP error, or cut off; an OSError too
+        message = f"cannot download {names_url}: try --input FILE"
+    except OSError as e:
+        reason = REASONS.get(e.errno, errno.errorcode.get(e.errno, type(e).__name__))
+        message = f"{e.filename}: {reason}" if e.filename else reason  # (writing: a full disk)
     finally:
-        sys.stdout = stdout
-        use_settings(settings)
-
-
-def end_step_line():
-    """End a step line that a failure interrupted (it ends in \\r), so that the error that
-    follows does not overwrite it in a terminal."""
-    if isinstance(sys.stdout, Output) and sys.stdout.mid_line:
+        globals().update(settings)
         try:
-            sys.stdout.write("\n")
             sys.stdout.flush()
-        except Failure:
-            pass
-
-
-def silence(stream):
-    """Point a failed standard output at /dev/null, so that Python's own flush at exit cannot
-    fail again and print a traceback (what Python's documentation advises for SIGPIPE)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (AttributeError, OSError, ValueError):  # not a real file (under a test, say)
-        pass
+        except OSError:  # full or closed: as Python's documentation advises for SIGPIPE, point
+            # it at devnull, so that Python's own flush as it exits does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    tell(message)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    main()
+    # Pasted into a Jupyter or Colab notebook's cell, the file runs here too, but then sys.argv
+    # holds the kernel's own arguments (ipykernel_launcher.py -f kernel.json), not flags for us
+    main([] if sys.argv[0].endswith("kernel_launcher.py") else None)
