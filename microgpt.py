@@ -689,7 +689,7 @@ def inspect_model(text, uchars, BOS, state_dict):
     keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
     losses, attention, real_softmax = [], [], softmax
     print(f"\n--- inspect {text!r}: what the model expects after each token ---")
-    line("seen", "next", "p(next)  -log p  likeliest next tokens")
+    line("seen", "next", "p(next)", "-log p", "likeliest next tokens")
     globals()["softmax"] = recording_softmax
     try:
         for pos_id in range(min(block_size, len(tokens) - 1)):
@@ -700,9 +700,9 @@ def inspect_model(text, uchars, BOS, state_dict):
                 raise FloatingPointError("a probability is 0 or not a number")
             losses.append(-p.log())
             top = sorted(range(BOS + 1), key=lambda t: -probs[t].data)[:5]
-            likeliest = "  ".join(f"{shown(t)} {probs[t].data:.3f}" for t in top)
-            line(shown(tokens[pos_id]), shown(tokens[pos_id + 1]),
-                 f"{p.data:7.4f}  {losses[-1].data:6.4f}  {likeliest}")
+            likeliest = [cell for t in top for cell in (shown(t), f"{probs[t].data:.3f}")]
+            line(shown(tokens[pos_id]), shown(tokens[pos_id + 1]), f"{p.data:7.4f}",
+                 f"{losses[-1].data:6.4f}", *likeliest)
     finally:
         globals()["softmax"] = real_softmax
     loss = (1 / len(losses)) * sum(losses)
