@@ -6,12 +6,12 @@ Read it beside the post. The sections below follow the post's listings, in the s
 with the same names; where this file adds something, a comment says "Not in the post". After
 them come an Efficiency section and the plumbing (the command line, saving, loading, errors).
 
-Run it with: python microgpt.py. A run uses the Efficiency section's faster versions of a few
-functions, which compute the very same numbers, but only while the code they stand in for is as
-shipped: edit one of those functions, and the run uses the code you read, and says so. The flag
---plain runs the code you read in any case (it is much slower)."""
+Run it with: python microgpt.py. A run uses the Efficiency section's faster versions of dot(),
+softmax() and three of Value's methods, which compute the very same numbers, but only while the
+code they stand in for is as shipped: edit one of those, and the run uses the code you read, and
+says so. The flag --plain runs the code you read in any case (it is much slower)."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
-import os      # os.path.exists, to see whether input.txt is there yet
+import os      # os.path.exists, to see whether input.txt is there yet (the plumbing uses more)
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
 
 # How it runs: the post's program runs its listings from top to bottom. Here each listing below
@@ -23,7 +23,8 @@ import random  # the random numbers: seed, shuffle, gauss (first weights), choic
 #     state_dict, params = init_params(vocab_size)
 #     train(docs, uchars, BOS, state_dict, params)
 #     inference(uchars, BOS, vocab_size, state_dict)
-# run(), in the plumbing at the end, does exactly this, with the settings of the flags.
+# run(), in the plumbing at the end, calls them in this order, with the settings of the flags,
+# and adds around them what the plumbing offers (a saved model, a prompt, the reports).
 
 # Dataset: the documents to learn from, one per line of a text file. The default, input.txt,
 # holds 32,033 names.
@@ -34,9 +35,9 @@ seed = 42  # the seed of the random numbers, which decide the shuffle, first wei
 
 def load_docs(path):
     # The post downloads its list of names when input.txt is missing. Not in the post: only
-    # input.txt is downloaded (a missing file of another name is an error), and the download
-    # goes to a file of its own that becomes input.txt only once it is whole (whole_or_nothing,
-    # in the plumbing), so that a download cut off midway leaves no half list to train on.
+    # input.txt is downloaded (a missing file of another name is more likely a typo than a wish
+    # for names), and the download becomes input.txt only once it is whole (whole_or_nothing,
+    # in the plumbing), so that one cut off midway leaves no half list to train on.
     if path == "input.txt" and not os.path.exists(path):
         import urllib.request  # here, as in the post: most runs never need it
         with whole_or_nothing(path) as part:
@@ -160,17 +161,18 @@ def init_params(vocab_size):
     return state_dict, params
 
 
-# Architecture: GPT-2, with small differences: RMSNorm instead of LayerNorm (it only rescales,
-# and learns nothing), also right after the embeddings and none before lm_head; no biases; and
-# ReLU instead of GeLU. gpt() takes one token and its position, and gives logits: a score for
-# every possible next token.
+# Architecture: GPT-2, with small differences. The vectors are normalized by RMSNorm instead of
+# LayerNorm: it only rescales, and has no weights of its own to learn. There is an rmsnorm right
+# after the embeddings too, and none before lm_head. No layer adds a bias, and the MLP uses ReLU
+# instead of GeLU. gpt() takes one token and its position, and gives logits: a score for every
+# possible next token.
 # Not in the post: a name for the sum of products that linear(), rmsnorm() and attention all
 # compute (the post writes it out each time). The same products, added in the same order.
 def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
-def linear(x, w):  # [len(x)] -> [len(w)]: each row of w, dotted with x
+def linear(x, w):  # [len(x)] -> [len(w)]: each row of w (wo, as the post names it), dotted with x
     return [dot(wo, x) for wo in w]
 
 
@@ -194,21 +196,26 @@ def gpt(token_id, pos_id, keys, values, state_dict):
     # The KV cache: keys[li] is the list of k vectors of layer li, one for each position so
     # far, and values[li] the list of its v vectors. Training and sampling feed one position at
     # a time, and the cache is how a position sees the ones before it.
-    # Not in the post: gpt() takes state_dict as an argument, and computes head_dim itself,
-    # because flags (or a loaded model) can change the shape after this file is read.
+    # Not in the post: gpt() takes state_dict as an argument, where the post reads a global, and
+    # it computes head_dim (each head's share of n_embd) here, where the post sets it once at the
+    # top: the flags, or a loaded model, set n_embd and n_head after this file is read.
     head_dim = n_embd // n_head
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
+    # Added, not put side by side: the width stays n_embd, and training learns to keep both in
+    # the same numbers
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
     # The original program marks this line "not redundant", though each block norms its input
     # again: a block's rmsnorm applies only to the copy that the block works on, while this x
-    # itself is carried on, by the residual connections, to the logits (and its gradient comes
-    # back the same way).
+    # itself is carried on, by the residual connections (below), to the logits, and its gradient
+    # comes back the same way.
     x = rmsnorm(x)
 
     for li in range(n_layer):
         # 1) Multi-head attention: this position takes in what it needs from itself and the
         # positions before it. The cache holds no later position, and that makes it causal.
+        # Each head has its own slice of q, k and v, so each can look at other positions for
+        # reasons of its own (one at the letter before, another at the start of the name).
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
@@ -233,9 +240,13 @@ def gpt(token_id, pos_id, keys, values, state_dict):
             head_out = [dot(attn_weights, [vt[j] for vt in v_h]) for j in range(head_dim)]
             x_attn.extend(head_out)
         x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # the heads, mixed back together
-        x = [a + b for a, b in zip(x, x_residual)]  # residual: the block adds to x, not replaces
+        # Residual: the block's output is added to its input, so the block only has to learn a
+        # correction, and in backward the gradient flows straight through the + to earlier layers
+        x = [a + b for a, b in zip(x, x_residual)]
 
-        # 2) MLP (multilayer perceptron): widen to 4 * n_embd numbers, apply ReLU, narrow back
+        # 2) MLP (multilayer perceptron): attention moved information between positions; the MLP
+        # works on this position's numbers alone. It widens them to 4 * n_embd (GPT-2's factor),
+        # applies ReLU, and narrows them back.
         x_residual = x
         x = rmsnorm(x)
         x = linear(x, state_dict[f"layer{li}.mlp_fc1"])
@@ -251,15 +262,16 @@ def gpt(token_id, pos_id, keys, values, state_dict):
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
 num_steps = 1000      # training steps, one document each (so 1,000 of the 32,033 names)
 learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly toward 0
-# Adam's running means forget the past at these rates. The usual values are 0.9 and 0.999;
-# 0.999 would average the squared gradient over about 1,000 steps, this whole run, so the
-# post takes values that follow a short run's changing gradients more closely.
+# Adam keeps two running means, and at each step keeps this share of each (the rest is the new
+# gradient's). The usual values are 0.9 and 0.999; smaller ones forget the past sooner (with
+# 0.999, the squared gradients would be averaged over about 1,000 steps: this whole run).
 beta1 = 0.85          # the running mean of the gradient keeps 85% of itself at each step
 beta2 = 0.99          # and the running mean of the gradient squared keeps 99%
 eps_adam = 1e-8       # keeps Adam from dividing by 0 when a parameter's gradients were all 0
 
 
 def train(docs, uchars, BOS, state_dict, params):
+    # One document per step, as in the post: no batches.
     m = [0.0] * len(params)  # Adam's first moment: a running mean of each parameter's gradient
     v = [0.0] * len(params)  # Adam's second moment: a running mean of that gradient squared
     step_losses = []  # Not in the post: each step's loss, handed back for a report on the trend
@@ -286,11 +298,14 @@ def train(docs, uchars, BOS, state_dict, params):
             # number"), which fails every comparison. Either way, stop here and say so.
             if not probs[target_id].data > 0:
                 raise FloatingPointError(f"the model's numbers blew up at step {step + 1}")
-            # -log p (the log first, then the minus) is 0 when the model was sure of the right
-            # token, and grows the less likely it thought that token was
+            # -log p is 0 when the model was sure of the right token, and grows the less likely
+            # it thought that token was. A model that knows nothing gives each of the 27 tokens
+            # p = 1/27: that is a loss of ln 27, about 3.3, where the first steps begin.
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
-        loss = (1 / n) * sum(losses)  # the mean, so that long and short names weigh the same
+        # The mean, so that long and short names weigh the same. (Written as the post writes it:
+        # the same operations in another order can differ in the last bit.)
+        loss = (1 / n) * sum(losses)
 
         # Backward: the gradient of the loss with respect to every parameter
         loss.backward()
@@ -330,6 +345,8 @@ def inference(uchars, BOS, vocab_size, state_dict):
         token_id = BOS
         sample = []
         for pos_id in range(block_size):
+            # The Values still record how they were computed, though nothing calls backward():
+            # each graph is simply freed when the next sample starts.
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
             # Not in the post: a check. If the numbers blew up (the model's, or the logits
@@ -349,9 +366,11 @@ def inference(uchars, BOS, vocab_size, state_dict):
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
 # above is the complete algorithm, and everything else is just efficiency. A run puts these in
 # place of the plain code above while it lasts (efficiency(), below), unless that code was
-# edited: then the run uses the code as you edited it. Each says why its numbers are the same;
-# tests/test_efficiency.py checks it, bit for bit.
-import contextlib  # noqa: E402 (the algorithm needs math, os and random only)
+# edited: then the run uses the code as you edited it. (So a debugger's breakpoint in dot() or
+# Value.__add__ stops there only with --plain, or once you edit them.) Each device says why its
+# numbers are the same; tests/test_efficiency.py checks it, bit for bit.
+# (noqa: E402 tells the linter that these imports come after code on purpose.)
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import inspect  # noqa: E402
 import io  # noqa: E402
@@ -363,7 +382,8 @@ import zlib  # noqa: E402
 def fused_dot(a, b):
     # dot(a, b) as one node instead of 2n. The same products, added in the same order from 0,
     # give the same value. Backward hands each factor the same share (the other factor times
-    # this node's grad), because the '+' nodes it skips pass their grad on times 1, exactly.
+    # this node's grad), because the '+' nodes it skips pass their grad on times 1, exactly; and
+    # the shares reach each grad in the same order as in the plain graph (the tests check it).
     data, children, local_grads = 0, [], []
     for ai, bi in zip(a, b):
         data += ai.data * bi.data
@@ -440,9 +460,9 @@ SHIPPED = {"dot": "20f9b2e8", "softmax": "077385d0",
 # A checksum of a function's code without its comments and blank lines (of the tokens Python
 # reads), or None when Python cannot show the function's source
 def checksum(function):
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
+    try:  # (of its code: a wrapper made by functools.wraps is not the function it wraps)
+        source = inspect.getsource(function.__code__)
+    except (AttributeError, OSError, TypeError):
         return None
     tokens = tokenize.generate_tokens(io.StringIO(source).readline)
     code = " ".join(t.string for t in tokens if t.type not in (tokenize.COMMENT, tokenize.NL))
@@ -457,12 +477,12 @@ def edited():  # the names of the plain functions whose code is not as shipped
 
 # While a run lasts, the faster versions above stand in for the plain code, and CPython's cycle
 # collector is off; afterwards everything is as it was. Not with --plain, nor once the plain
-# code is edited, so that the edit runs. Gives whether it is on.
+# code is edited, so that the edit runs. It gives True if it put the faster versions in place.
 @contextlib.contextmanager
 def efficiency(plain=False):
     changed = [] if plain else edited()
     if changed:
-        tell(f"{', '.join(changed)} edited: this run uses the plain code, and is much slower")
+        tell(f"{', '.join(changed)} not as shipped: this run uses the plain code, much slower")
     if plain or changed:
         yield False
         return
@@ -505,11 +525,11 @@ plain = False       # run the plain code as written, without the Efficiency sect
 
 # An argparse type: a finite int or float, at least low (or, if above, more than low). For text
 # that is no number at all, argparse names the function: "invalid number value: 'abc'".
-def number(kind, low, above=False):
+def number_type(kind, low, above=False):
     def number(text):
         value = kind(text)
         if not (-math.inf < value < math.inf and (value > low if above else value >= low)):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'>' if above else '>='} {low}")
+            raise argparse.ArgumentTypeError(f"{text}: not a number {'>' if above else '>='} {low}")
         return value
     return number
 
@@ -517,14 +537,14 @@ def number(kind, low, above=False):
 FLAGS = [  # each flag, the setting it sets, its placeholder in --help, its type, what it means
     ("--input", "input_path", "FILE", str, "training text, one document per line"),
     ("--seed", "seed", "N", int, "random seed"),
-    ("--n-layer", "n_layer", "N", number(int, 1), "number of transformer layers"),
-    ("--n-embd", "n_embd", "N", number(int, 1), "width of the embeddings"),
-    ("--n-head", "n_head", "N", number(int, 1), "attention heads; must divide --n-embd"),
-    ("--block-size", "block_size", "N", number(int, 1), "longest context; longer names are cut"),
-    ("--num-steps", "num_steps", "N", number(int, 0), "training steps, one document each"),
-    ("--learning-rate", "learning_rate", "LR", number(float, 0), "Adam's first learning rate"),
-    ("--temperature", "temperature", "T", number(float, 0, True), "sampling temperature"),
-    ("--num-samples", "num_samples", "N", number(int, 0), "names to sample after training"),
+    ("--n-layer", "n_layer", "N", number_type(int, 1), "number of transformer layers"),
+    ("--n-embd", "n_embd", "N", number_type(int, 1), "width of the embeddings"),
+    ("--n-head", "n_head", "N", number_type(int, 1), "attention heads; must divide --n-embd"),
+    ("--block-size", "block_size", "N", number_type(int, 1), "context size; longer names are cut"),
+    ("--num-steps", "num_steps", "N", number_type(int, 0), "training steps, one document each"),
+    ("--learning-rate", "learning_rate", "LR", number_type(float, 0), "Adam's first learning rate"),
+    ("--temperature", "temperature", "T", number_type(float, 0, True), "sampling temperature"),
+    ("--num-samples", "num_samples", "N", number_type(int, 0), "names to sample after training"),
     ("--prompt", "prompt", "TEXT", str, "text that every sample starts with"),
     ("--save", "save_path", "FILE", str, "after training, save the model to this file"),
     ("--load", "load_path", "FILE", str, "sample from a saved model, without training"),
@@ -541,15 +561,14 @@ def parse_flags(argv):
     for flag, setting, metavar, kind, meaning in FLAGS:
         default = f" (default: {globals()[setting]})" if globals()[setting] != "" else ""
         parser.add_argument(flag, dest=setting, metavar=metavar, type=kind, help=meaning + default)
-    parser.add_argument("--plain", action="store_true",
-                        help="run the plain code as written, without the Efficiency section")
+    parser.add_argument("--plain", action="store_true", help="run only the plain code (slower)")
     given = vars(parser.parse_args(argv))
     for flag, setting, _, _, _ in FLAGS:
         if given.get(setting) == "":  # a file name, a prompt or a text to inspect
             parser.error(f"{flag} must not be empty")
         if "load_path" in given and setting in given and setting in SHAPE + TRAINING:
-            parser.error(f"{flag} cannot go with --load: the model file fixes it")
-    if given.get("n_embd", n_embd) % given.get("n_head", n_head):  # (with --load, neither)
+            parser.error(f"{flag} cannot go with --load, which samples from a trained model")
+    if given.get("n_embd", n_embd) % given.get("n_head", n_head):  # (--load takes neither)
         parser.error("--n-embd must be divisible by --n-head")
     return given
 
@@ -618,26 +637,28 @@ def load_model(path):
     check(isinstance(model, dict) and model.get("microgpt") == MODEL_VERSION,
           f"not a model file of format {MODEL_VERSION}: train and --save it again")
     check(sorted(model) == sorted(MODEL_FIELDS), f"the fields must be {', '.join(MODEL_FIELDS)}")
-    args, sampling, uchars, found = (model[name] for name in MODEL_FIELDS[1:4] + ["state_dict"])
+    _, args, sampling, uchars, state, found = (model[name] for name in MODEL_FIELDS)
     check(isinstance(args, dict) and sorted(args) == sorted(SHAPE)
           and all(type(args[name]) is int and args[name] > 0 for name in SHAPE)
           and args["n_embd"] % args["n_head"] == 0,
           f"model_args must be {', '.join(SHAPE)}: integers above 0, n_embd divisible by n_head")
     check(isinstance(sampling, dict) and sorted(sampling) == ["num_samples", "temperature"]
-          and type(sampling["temperature"]) is float and sampling["temperature"] > 0
-          and type(sampling["num_samples"]) is int and isinstance(uchars, str) and uchars != "",
+          and type(sampling["temperature"]) is float and 0 < sampling["temperature"] < math.inf
+          and type(sampling["num_samples"]) is int and sampling["num_samples"] >= 0
+          and isinstance(uchars, str) and uchars != "",
           "sampling (temperature above 0, num_samples) and uchars must be as --save writes them")
     try:  # as random.getstate() gave it
-        state = model["random_state"]
         random.setstate((state[0], tuple(state[1]), state[2]))
     except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         check(False, "random_state is not a state of Python's random numbers")
     shapes = model_shapes(args, len(uchars) + 1, len(found) if isinstance(found, dict) else 0)
+    # Each matrix: a list of rows, each a list of cols finite floats, as save_model writes them
     check(isinstance(found, dict) and sorted(found) == sorted(shapes) and all(
           isinstance(found[name], list) and len(found[name]) == rows and all(
-              isinstance(row, list) and len(row) == cols and all(type(x) is float for x in row)
+              isinstance(row, list) and len(row) == cols
+              and all(type(x) is float and math.isfinite(x) for x in row)
               for row in found[name]) for name, (rows, cols) in shapes.items()),
-          "state_dict must hold the matrices of model_args's shape, each a list of rows of numbers")
+          "state_dict must hold the matrices of model_args's shape, of finite numbers")
     state_dict = {name: [[Value(x) for x in row] for row in found[name]] for name in shapes}
     return {**args, **sampling}, list(uchars), state_dict
 
@@ -713,11 +734,15 @@ def inspect_model(text, uchars, BOS, state_dict):
             line("", *(shown(t) for t in tokens[:len(losses)]))
             for i, weights in enumerate(attention):
                 line(shown(tokens[i]), *(f"{w:.2f}" for w in weights[li * n_head + h]))
+    return loss.data  # (for the tests, which check it to the last bit)
 
 
 # The post's program, in its order, with the settings of the flags or of a model file
 def run(given):
     docs, step_losses = [], []
+    if save_path and (os.path.exists(save_path) and not os.path.isfile(save_path)  # before
+                      or not os.path.isdir(os.path.dirname(save_path) or ".")):  # training
+        sys.exit(f"microgpt: --save {save_path}: not a file in a folder that exists")
     if load_path:
         settings, uchars, state_dict = load_model(load_path)  # and the random state
         globals().update({**settings, **given})  # the file's settings, unless a flag says else
@@ -785,10 +810,6 @@ def main(argv=None):
     except (FloatingPointError, OverflowError) as e:
         what = e if isinstance(e, FloatingPointError) else "a number too large for a float"
         message = f"{what} (a --learning-rate too large or a --temperature too small does it)"
-    except RecursionError:  # from the recursive build_topo, with --plain on a deep model
-        if not plain:
-            raise
-        message = "the graph is too deep for the recursive build_topo: run without --plain"
     except UnicodeError as e:  # reading input that is not UTF-8, or writing a letter that the
         # output's encoding lacks (a terminal in ASCII, say)
         message = f"{input_path}: not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (

@@ -1,10 +1,12 @@
-"""Fixtures every test gets: microgpt as the file defines it, before and after each test, and no
-network. Shared helpers are in helpers.py, a module of their own."""
+"""Fixtures: microgpt as the file defines it, before and after each test, and no network, for every
+test; the default run, for the tests that check it. Shared helpers are in helpers.py, a module of
+their own."""
 import gc
 import os
 
 import pytest
 
+import helpers
 import microgpt
 
 
@@ -52,3 +54,14 @@ def efficient():
     of times (tests/test_efficiency.py proves it gives the plain code's numbers, bit for bit)."""
     with microgpt.efficiency():
         yield
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """`python microgpt.py --save model.json`, the default 1,000-step run, once for the tests
+    that need it (they share an xdist group, so that one worker runs them all): its stdout (bytes),
+    its stderr and exit status, and the folder holding its input.txt and model.json."""
+    folder = tmp_path_factory.mktemp("default-run")
+    os.symlink(helpers.INPUT, folder / "input.txt")
+    result = helpers.run_script(["--save", "model.json"], cwd=folder, timeout=900)
+    return result.stdout, result.stderr.decode("utf-8"), result.returncode, folder

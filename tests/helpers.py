@@ -27,10 +27,11 @@ NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "ame
 NAMES_TEXT = "".join(f"{name}\n" for name in NAMES)
 
 
-def run_main(capsys, argv):
-    """microgpt.main(argv) in this process: (exit status, stdout, stderr)."""
+def run_main(capsys, argv, module=microgpt):
+    """microgpt.main(argv) (or that of a copy of microgpt, module) in this process: (exit
+    status, stdout, stderr)."""
     try:
-        microgpt.main(argv)
+        module.main(argv)
         code = 0
     except SystemExit as e:
         code = e.code
