@@ -12,6 +12,10 @@ PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "pypy3"]
 def tests(session):
     """python -m pytest, as README.md gives it, under one interpreter. The PyTorch comparison is
     skipped here (no torch in these environments): the torch session runs it."""
+    if session.python == "pypy3":
+        # psutil, which ipykernel needs, does not load on PyPy 7.3 from version 7 on (a symbol
+        # of CPython's C API it uses is missing)
+        session.install("psutil<7")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test", "notebook"))
     session.run("python", "-m", "pytest", *session.posargs)
 
