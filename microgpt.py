@@ -70,7 +70,8 @@ def tokenizer(docs):
 #     >>> L.backward()
 #     >>> a.grad, b.grad     # (4.0, 2.0): dL/da = b + 1, along both paths from a; dL/db = a
 class Value:
-    __slots__ = ("data", "grad", "_children", "_local_grads")  # only these fields: less memory
+    # Only these fields, which saves memory (to give a Value another field, add its name here)
+    __slots__ = ("data", "grad", "_children", "_local_grads")
 
     def __init__(self, data, children=(), local_grads=()):
         self.data = data                 # the number itself, computed in the forward pass
@@ -162,17 +163,20 @@ def init_params(vocab_size):
 
 
 # Architecture: GPT-2, with small differences. The vectors are normalized by RMSNorm instead of
-# LayerNorm: it only rescales, and has no weights of its own to learn. There is an rmsnorm right
-# after the embeddings too, and none before lm_head. No layer adds a bias, and the MLP uses ReLU
-# instead of GeLU. gpt() takes one token and its position, and gives logits: a score for every
-# possible next token.
+# LayerNorm: it divides a vector by the root of its mean square, where LayerNorm also subtracts
+# the mean, and here it has no learned gain. There is an rmsnorm right after the embeddings too,
+# and none before lm_head. No layer adds a bias, and the MLP uses ReLU instead of GeLU. gpt()
+# takes one token and its position, and gives logits: a score for every possible next token.
+
 # Not in the post: a name for the sum of products that linear(), rmsnorm() and attention all
 # compute (the post writes it out each time). The same products, added in the same order.
 def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
-def linear(x, w):  # [len(x)] -> [len(w)]: each row of w (wo, as the post names it), dotted with x
+# [len(x)] -> [len(w)]: each row of w dotted with x. (The post names a row wo, the weights of
+# one output; unrelated to attn_wo, attention's output matrix below.)
+def linear(x, w):
     return [dot(wo, x) for wo in w]
 
 
@@ -215,7 +219,8 @@ def gpt(token_id, pos_id, keys, values, state_dict):
         # 1) Multi-head attention: this position takes in what it needs from itself and the
         # positions before it. The cache holds no later position, and that makes it causal.
         # Each head has its own slice of q, k and v, so each can look at other positions for
-        # reasons of its own (one at the letter before, another at the start of the name).
+        # reasons of its own (in the trained model, --inspect shows a head that looks at the
+        # start of the name, and one that looks at the letter before).
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
@@ -236,7 +241,9 @@ def gpt(token_id, pos_id, keys, values, state_dict):
             attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
             attn_weights = softmax(attn_logits)  # how much to take from each position
             # Element j of the head's output: the average of element j of every position's v,
-            # weighted by attn_weights ([vt[j] for vt in v_h] is that column of v_h)
+            # weighted by attn_weights. [vt[j] for vt in v_h] is that column of v_h: with two
+            # positions so far, weights [0.3, 0.7] and v vectors [1, 2] and [3, 4], element 0
+            # is 0.3*1 + 0.7*3, and element 1 is 0.3*2 + 0.7*4.
             head_out = [dot(attn_weights, [vt[j] for vt in v_h]) for j in range(head_dim)]
             x_attn.extend(head_out)
         x = linear(x_attn, state_dict[f"layer{li}.attn_wo"])  # the heads, mixed back together
@@ -261,7 +268,8 @@ def gpt(token_id, pos_id, keys, values, state_dict):
 # Training: show the model one document at a time, and nudge every parameter so that the
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
 num_steps = 1000      # training steps, one document each (so 1,000 of the 32,033 names)
-learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly toward 0
+learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly toward 0, so that
+# the last steps only fine-tune
 # Adam keeps two running means, and at each step keeps this share of each (the rest is the new
 # gradient's). The usual values are 0.9 and 0.999; smaller ones forget the past sooner (with
 # 0.999, the squared gradients would be averaged over about 1,000 steps: this whole run).
@@ -299,12 +307,11 @@ def train(docs, uchars, BOS, state_dict, params):
             if not probs[target_id].data > 0:
                 raise FloatingPointError(f"the model's numbers blew up at step {step + 1}")
             # -log p is 0 when the model was sure of the right token, and grows the less likely
-            # it thought that token was. A model that knows nothing gives each of the 27 tokens
-            # p = 1/27: that is a loss of ln 27, about 3.3, where the first steps begin.
+            # it thought that token was. A model that knows nothing gives each token the same p:
+            # for the names' 27 tokens, 1/27, a loss of ln 27, about 3.3, where training begins.
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
-        # The mean, so that long and short names weigh the same. (Written as the post writes it:
-        # the same operations in another order can differ in the last bit.)
+        # The mean, so that long and short names weigh the same (written as the post writes it)
         loss = (1 / n) * sum(losses)
 
         # Backward: the gradient of the loss with respect to every parameter
@@ -327,6 +334,7 @@ def train(docs, uchars, BOS, state_dict, params):
             p.grad = 0
 
         # end="\r" returns to the start of the line, so the next step's line overwrites this one
+        # (in a terminal; some editors' consoles show each line instead)
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss.data:.4f}", end="\r")
         step_losses.append(loss.data)
     return step_losses
@@ -366,9 +374,10 @@ def inference(uchars, BOS, vocab_size, state_dict):
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
 # above is the complete algorithm, and everything else is just efficiency. A run puts these in
 # place of the plain code above while it lasts (efficiency(), below), unless that code was
-# edited: then the run uses the code as you edited it. (So a debugger's breakpoint in dot() or
-# Value.__add__ stops there only with --plain, or once you edit them.) Each device says why its
-# numbers are the same; tests/test_efficiency.py checks it, bit for bit.
+# edited: then the run uses the code as you edited it, about 20 times slower. (So a debugger's
+# breakpoint in dot() or Value.__add__ stops there only with --plain, or once you edit them; and
+# functions you call yourself, from a Python shell, run as written.) Each device says why its
+# numbers are the same; the project's tests (tests/test_efficiency.py) check it, bit for bit.
 # (noqa: E402 tells the linter that these imports come after code on purpose.)
 import contextlib  # noqa: E402
 import gc  # noqa: E402
@@ -482,7 +491,7 @@ def edited():  # the names of the plain functions whose code is not as shipped
 def efficiency(plain=False):
     changed = [] if plain else edited()
     if changed:
-        tell(f"{', '.join(changed)} not as shipped: this run uses the plain code, much slower")
+        tell(f"{', '.join(changed)} edited (or unreadable): the plain code runs, ~20x slower")
     if plain or changed:
         yield False
         return
@@ -508,7 +517,7 @@ def efficiency(plain=False):
 
 
 # Plumbing: the command line, saving and loading a model, a prompt, looking inside the model,
-# and one clear line for anything a user can get wrong. Nothing here changes what is computed.
+# and one clear line for anything a user can get wrong. Nothing here changes the algorithm.
 import argparse  # noqa: E402
 import errno  # noqa: E402
 import json  # noqa: E402
@@ -581,7 +590,9 @@ def tell(line):
 
 
 # A name to write a new path to. It becomes path once the block ends without an error, and is
-# removed otherwise: path is never half-written, and an earlier file at path stays whole.
+# removed otherwise: however this program fails, or if it is killed, path is never half-written,
+# and an earlier file at path stays whole. (A crash of the whole system can still lose what the
+# disk had not yet stored: that would take os.fsync.)
 @contextlib.contextmanager
 def whole_or_nothing(path):
     part = f"{path}.{os.getpid()}.part"  # each process its own, should two write path at once
@@ -593,7 +604,8 @@ def whole_or_nothing(path):
             os.remove(part)
 
 
-# A model file: named fields in JSON, like a nanoGPT checkpoint
+# A model file: named fields in JSON. As in a nanoGPT checkpoint, the shape (model_args) and the
+# weights by name (state_dict) are fields of their own.
 MODEL_VERSION = 2  # the format (microgpt 1.x wrote version 1)
 MODEL_FIELDS = ["microgpt", "model_args", "sampling", "uchars", "random_state", "state_dict"]
 
@@ -625,7 +637,8 @@ def model_shapes(args, vocab_size, most_layers):
 
 # A model file as --save writes it: its settings, uchars and state_dict, and its random state,
 # which it sets (as the saving run's sampling began, so that it draws the same names again).
-# Here, in one place, its version, fields and shapes are checked; nothing in it acts as a flag.
+# Here, in one place, its version, fields and shapes are checked; nothing in it is read as a
+# command-line flag (its sampling settings are used as they are, unless a flag says otherwise).
 def load_model(path):
     def check(ok, what):
         if not ok:
@@ -698,10 +711,12 @@ def inspect_model(text, uchars, BOS, state_dict):
         ch = uchars[token_id] if token_id < BOS else "BOS"
         return "␣" if ch == " " else ch if ch.isprintable() else repr(ch)[1:-1]
 
+    # A row of cells, each padded to col columns: the widest token's (BOS at least), computed
+    # once, as the default value of col
     def line(*cells, col=max(4, max(width(shown(t)) for t in range(BOS + 1)))):
         print("  ".join(cell + " " * (col - width(cell)) for cell in cells).rstrip())
 
-    def recording_softmax(logits):
+    def recording_softmax(logits):  # (a softmax you add to gpt() would show in the tables too)
         weights = real_softmax(logits)
         attention[-1].append([w.data for w in weights])
         return weights
@@ -789,8 +804,9 @@ REASONS = {errno.ENOENT: "no such file or folder", errno.EACCES: "permission den
 
 
 # Run microgpt with the flags in argv (else the command line's). Anything a user can get wrong
-# ends in one line on standard error and an exit status other than 0; a bug keeps its
-# traceback. Every setting is put back afterwards.
+# ends in one line on standard error (after argparse's usage line, for a flag) and an exit status
+# other than 0; a bug keeps its traceback. Every setting is put back afterwards; the random
+# numbers drawn stay drawn.
 def main(argv=None):
     settings = {name: globals()[name] for name in SETTINGS}
     status = 1
@@ -801,8 +817,8 @@ def main(argv=None):
             run(given)
         sys.stdout.flush()  # so that a full or closed output fails here, not as Python exits
         return
-    except BrokenPipeError:  # the reader has gone (as in | head): stop, quietly
-        sys.exit(141)
+    except BrokenPipeError:  # the reader has gone (as in | head): stop, quietly, with the status
+        sys.exit(141)  # a shell shows for a program that SIGPIPE (13) stopped: 128 + 13
     except KeyboardInterrupt:
         message, status = "interrupted", 130
     except MemoryError:
@@ -818,7 +834,8 @@ def main(argv=None):
         message = f"cannot download {names_url}: try --input FILE"
     except OSError as e:
         reason = REASONS.get(e.errno, errno.errorcode.get(e.errno, type(e).__name__))
-        message = f"{e.filename}: {reason}" if e.filename else reason  # (writing: a full disk)
+        # (a failed write, as to a full disk, names no file)
+        message = f"{e.filename}: {reason}" if e.filename else reason
     finally:
         globals().update(settings)
         try:

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 import microgpt
-from helpers import INPUT, REPO, SCRIPT, golden, run_main, run_script
+from helpers import (INPUT, NAMES_TEXT, REPO, SCRIPT, copy_of_microgpt, golden, run_main,
+                     run_script, write)
 
 with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
     README = f.read()
@@ -197,3 +198,22 @@ def test_ci_runs_the_readmes_test_command():
     command = code_blocks("How it is verified")[0].splitlines()[-1]
     with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
         assert command in f.read().splitlines(), f"CI does not run {command!r}"
+
+
+def test_the_line_about_an_edit_is_the_programs(tmp_path):
+    """The line README shows for an edited Value.__mul__ is the one a run of such a copy writes
+    (the numbers it changes are not the point here: the edit only reorders a product)."""
+    shown = code_blocks("Efficiency and your edits")[0].strip()
+
+    def edit(source):
+        return source.replace("return Value(self.data * other.data, (self, other), "
+                              "(other.data, self.data))",
+                              "return Value(other.data * self.data, (self, other), "
+                              "(other.data, self.data))", 1)
+
+    script = copy_of_microgpt(tmp_path, edit)
+    write(tmp_path / "names.txt", NAMES_TEXT)
+    result = run_script(["--input", "names.txt", "--n-embd", "4", "--n-head", "1", "--num-steps",
+                         "1", "--num-samples", "1"], cwd=tmp_path, script=script)
+    lines = result.stderr.decode("utf-8").splitlines()
+    assert lines[0] == shown, f"README shows {shown!r}; the run wrote {lines}"
