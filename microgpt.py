@@ -9,7 +9,7 @@ them come an Efficiency section and the plumbing (the command line, saving, load
 Run it with: python microgpt.py. A run uses the Efficiency section's faster versions of dot(),
 softmax() and three of Value's methods, which compute the very same numbers, but only while the
 code they stand in for is as shipped: edit one of those, and the run uses the code you read, and
-says so. The flag --plain runs the code you read in any case (it is much slower)."""
+says so. The flag --plain runs the code you read in any case (15 to 20 times slower)."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
 import os      # os.path.exists, to see whether input.txt is there yet (the plumbing uses more)
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
@@ -29,6 +29,7 @@ import random  # the random numbers: seed, shuffle, gauss (first weights), choic
 # Dataset: the documents to learn from, one per line of a text file. The default, input.txt,
 # holds 32,033 names.
 input_path = "input.txt"  # the file to learn from (the flag --input changes it)
+# Where the post downloads input.txt from: makemore's list of names, at its commit 988aa59
 names_url = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 seed = 42  # the seed of the random numbers, which decide the shuffle, first weights and samples
 
@@ -374,7 +375,7 @@ def inference(uchars, BOS, vocab_size, state_dict):
 # Efficiency: the same program, faster, and not one bit different. As the post says, the code
 # above is the complete algorithm, and everything else is just efficiency. A run puts these in
 # place of the plain code above while it lasts (efficiency(), below), unless that code was
-# edited: then the run uses the code as you edited it, about 20 times slower. (So a debugger's
+# edited: then the run uses the code as you edited it, 15 to 20 times slower. (So a debugger's
 # breakpoint in dot() or Value.__add__ stops there only with --plain, or once you edit them; and
 # functions you call yourself, from a Python shell, run as written.) Each device says why its
 # numbers are the same; the project's tests (tests/test_efficiency.py) check it, bit for bit.
@@ -491,7 +492,7 @@ def edited():  # the names of the plain functions whose code is not as shipped
 def efficiency(plain=False):
     changed = [] if plain else edited()
     if changed:
-        tell(f"{', '.join(changed)} edited (or unreadable): the plain code runs, ~20x slower")
+        tell(f"{', '.join(changed)} edited (or unreadable): the plain code runs, 15-20x slower")
     if plain or changed:
         yield False
         return

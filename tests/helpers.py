@@ -41,6 +41,19 @@ def run_main(capsys, argv, module=microgpt):
     return code, out, err
 
 
+def run_quietly(argv):
+    """microgpt.main(argv) in this process without capsys (for a module-scoped fixture, which
+    cannot use it): (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            microgpt.main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
 def run_script(args, cwd, env=None, timeout=300, script=SCRIPT, stdin=subprocess.DEVNULL):
     """microgpt.py (or a copy: script) as a real program under this interpreter: the
     CompletedProcess, with stdout and stderr as bytes."""
@@ -175,3 +188,22 @@ def copy_of_microgpt(folder, edit=None):
         with open(INPUT, "rb") as src, open(os.path.join(str(folder), "input.txt"), "wb") as dst:
             dst.write(src.read())
     return path
+
+
+U = 2.0 ** -53  # float64's unit roundoff: + and * are off by at most U times their result
+
+
+def rounding_bound(out):
+    """How far rounding can have moved out.data, to first order: every node of the graph as
+    written rounds its result once (by at most U for + and *, 2 U for the C library's exp, log
+    and pow), and backward has put in each node's grad how much out moves when that node does.
+    Needs out.backward() first, on a graph of single operations (the plain code)."""
+    bound, seen, stack = 0.0, set(), [out]
+    while stack:
+        v = stack.pop()
+        if id(v) not in seen:
+            seen.add(id(v))
+            if v._children:  # a leaf is an input: nothing to round
+                bound += 2 * U * abs(v.data * v.grad)
+            stack.extend(v._children)
+    return bound

@@ -8,10 +8,10 @@ import math
 import pytest
 
 import microgpt
+from helpers import U, rounding_bound
 from microgpt import Value
 
 MODES = ["plain", "efficient"]
-U = 2.0 ** -53  # float64's unit roundoff: + and * are off by at most U times their result
 
 
 @contextlib.contextmanager
@@ -100,21 +100,6 @@ OPS = [
 MATH_TOL = 8 * U
 H = 1e-5  # the step of the central differences
 
-
-def rounding_bound(out):
-    """How far rounding can have moved out.data, to first order: every node rounds its result
-    once (at most U for + and *, 2 U for the C library's exp, log and pow), and backward has
-    put in each node's grad how much out moves when that node does. Needs out.backward() first,
-    as written (a graph of single operations)."""
-    bound, seen, stack = 0.0, set(), [out]
-    while stack:
-        v = stack.pop()
-        if id(v) not in seen:
-            seen.add(id(v))
-            if v._children:  # a leaf is an input: nothing to round
-                bound += 2 * U * abs(v.data * v.grad)
-            stack.extend(v._children)
-    return bound
 
 
 def central_difference(f, point, i, h):

@@ -9,8 +9,6 @@ aligned columns even where a letter takes two terminal columns; a letter the mod
 know is one line before training. After training, standard error gets the mean loss by
 twentieths and the samples that are documents of the training data; standard output does not,
 and a run without training gets neither."""
-import contextlib
-import io
 import math
 import random
 import re
@@ -21,7 +19,7 @@ import pytest
 
 import microgpt
 from helpers import (INPUT, NAMES, NAMES_TEXT, assert_one_error_line, configure, encode, golden,
-                     golden_args, new_model, quietly, run_main, sample_texts, write)
+                     golden_args, new_model, quietly, run_main, run_quietly, sample_texts, write)
 
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-steps", "5"]
 TINY = ["--n-embd", "4", "--n-head", "2", "--block-size", "6"]  # for runs of many steps
@@ -31,18 +29,6 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 TREND = "microgpt: mean loss by twentieths of training: "
 KNOWN = "microgpt: samples also in the training data: "
 
-
-def run_quietly(argv):
-    """microgpt.main(argv) in this process without capsys (for a module fixture):
-    (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            microgpt.main(argv)
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,8 @@ import math
 import pytest
 
 import microgpt
-from helpers import INPUT, doc_loss, encode, new_model
+from helpers import INPUT, doc_loss, encode, new_model, rounding_bound
 
-U = 2.0 ** -53  # float64's unit roundoff: + and * are off by at most U times their result
-
-
-def rounding_bound(loss):
-    """How far rounding can have moved loss.data, to first order: each node of the graph as
-    written rounds its result once (by at most U for + and *, 2 U for the C library's exp, log
-    and pow), and backward has put in each node's grad how much the loss moves when it does.
-    Needs loss.backward() first, as written."""
-    bound, seen, stack = 0.0, set(), [loss]
-    while stack:
-        v = stack.pop()
-        if id(v) not in seen:
-            seen.add(id(v))
-            if v._children:  # a leaf is an input: nothing to round
-                bound += 2 * U * abs(v.data * v.grad)
-            stack.extend(v._children)
-    return bound
 
 
 # Central differences of the loss, parameter by parameter. Their rounding: each of the two

@@ -6,8 +6,6 @@ saving changes nothing on stdout; a loaded model samples what the saving run sam
 go with it; a prompt starts every sample, and a prompt that cannot be is one line before any
 training; a bad model file is one line saying what is wrong, and nothing in a file acts as a
 flag; a save is whole or nothing, even when the process is killed while it writes."""
-import contextlib
-import io
 import json
 import os
 import random
@@ -21,8 +19,8 @@ import types
 import pytest
 
 import microgpt
-from helpers import (HEADER, NAMES, NAMES_TEXT, REPO, SCRIPT, assert_one_error_line,
-                     configure, quietly, run_main, sample_texts, write)
+from helpers import (HEADER, NAMES, NAMES_TEXT, REPO, SCRIPT, assert_one_error_line, configure,
+                     quietly, run_main, run_quietly, sample_texts, write)
 
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-steps", "5"]
 SAMPLING = ["--num-samples", "6", "--temperature", "0.9"]
@@ -31,18 +29,6 @@ MATRICES = ["wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0
             "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2"]
 SETTINGS = ["n_layer", "n_embd", "n_head", "block_size", "temperature", "num_samples"]
 
-
-def run_quietly(argv):
-    """microgpt.main(argv) in this process without capsys (for a module fixture):
-    (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            microgpt.main(argv)
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def recording(records, real_inference):
