@@ -283,3 +283,19 @@ def test_the_shipped_file_runs_with_the_efficiency_section():
     assert on is True and microgpt.edited() == [], (
         f"{microgpt.edited()} differ from the shipped code, so every run uses the plain code. If "
         f"the change is meant, microgpt.py needs: SHIPPED = {json.dumps(now)}")
+
+
+def test_a_file_whose_source_python_cannot_show_runs_the_plain_code_and_says_so(tmp_path):
+    """Fed to python on standard input, the file has no source for inspect to read: the check
+    cannot tell the plain code from an edit, so the run uses the plain code, says so once,
+    naming what it stands in for, and prints what a normal run prints."""
+    write(tmp_path / "names.txt", NAMES_TEXT)
+    with open(microgpt.__file__, "rb") as source:
+        fed = run_script(TINY, tmp_path, script="-", stdin=source)
+    out, err = ran(fed, "fed on standard input")
+    normal, _ = ran(run_script(TINY, tmp_path), "the file itself")
+    assert out == normal, f"fed on stdin:\n{out}\nthe file:\n{normal}"
+    lines = edit_lines(err)
+    assert len(lines) == 1 and "(or unreadable)" in lines[0], err
+    named = lines[0].split(": ", 1)[1].split(" edited")[0].split(", ")
+    assert sorted(named) == sorted(microgpt.SHIPPED), (named, sorted(microgpt.SHIPPED))

@@ -217,3 +217,17 @@ def test_the_line_about_an_edit_is_the_programs(tmp_path):
                          "1", "--num-samples", "1"], cwd=tmp_path, script=script)
     lines = result.stderr.decode("utf-8").splitlines()
     assert lines[0] == shown, f"README shows {shown!r}; the run wrote {lines}"
+
+
+@pytest.mark.parametrize("flags, quoted", [
+    (["--learning-rate", "1e6", "--num-steps", "3"], "the model's numbers blew up at step 2"),
+    (["--temperature", "1e-320", "--num-steps", "1"], "a number too large for a float"),
+])
+def test_the_numbers_that_blow_up_say_what_the_readme_quotes(flags, quoted, tmp_path):
+    """The Errors section quotes what the default data says for two extreme settings."""
+    assert f"(`{flags[0]} {flags[1]}`)" in section("Errors") or f"`{flags[0]} {flags[1]}`" in (
+        section("Errors")), f"README does not name {flags[:2]}"
+    assert f"`{quoted}`" in section("Errors"), f"README does not quote {quoted!r}"
+    os.symlink(INPUT, tmp_path / "input.txt")
+    err = run_script(flags, cwd=tmp_path).stderr.decode("utf-8")
+    assert err.startswith(f"microgpt: {quoted} ("), err
