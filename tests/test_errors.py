@@ -471,6 +471,8 @@ def test_an_ascii_terminal_and_hangul_samples_is_one_line_naming_the_fix(tmp_pat
 
 # A graph too deep for --plain's recursive build_topo ---------------------------------------------
 
+@pytest.mark.skipif(PYPY, reason="PyPy bounds recursion by bytes of stack, which its JIT changes "
+                    "as it warms up: how deep a graph the recursive build_topo takes is not fixed")
 def test_a_graph_too_deep_for_plain_stops_in_build_topo_and_runs_without_plain(tmp_path, capsys):
     """--plain runs the post's recursive build_topo, which Python's recursion limit stops on a
     deep enough model: that is Python's RecursionError, raised in build_topo at the first step
@@ -478,12 +480,9 @@ def test_a_graph_too_deep_for_plain_stops_in_build_topo_and_runs_without_plain(t
     it keeps its traceback). The same model runs without --plain."""
     # With one-letter names each step is short, but each layer deepens the graph by about 150
     # nodes (its sums of 16 and 64 products): 8 layers are past CPython's recursion limit of
-    # 1,000 frames (7 are not, outside pytest). PyPy bounds recursion by bytes of stack
-    # instead, and once its JIT has compiled build_topo a frame takes little: measured, 24
-    # layers were not too deep for it, 32 were; 64 are twice that.
+    # 1,000 frames (7 are not, outside pytest)
     names = write(tmp_path / "letters.txt", "a\nb\nc\n")
-    layers = "64" if PYPY else "8"
-    args = ["--input", str(names), "--n-layer", layers, "--num-steps", "3", "--num-samples", "1"]
+    args = ["--input", str(names), "--n-layer", "8", "--num-steps", "3", "--num-samples", "1"]
     with pytest.raises(RecursionError) as raised:
         microgpt.main([*args, "--plain"])
     assert any(entry.name == "build_topo" for entry in raised.traceback), raised.traceback
