@@ -683,6 +683,8 @@ def load_model(path):
 # inference() itself draws that letter.
 @contextlib.contextmanager
 def prompted(uchars, vocab_size):
+    real_gpt = gpt
+
     def prompted_gpt(token_id, pos_id, keys, values, state_dict):
         logits = real_gpt(token_id, pos_id, keys, values, state_dict)
         if pos_id >= len(prompt):
@@ -690,7 +692,6 @@ def prompted(uchars, vocab_size):
         forced = uchars.index(prompt[pos_id])
         return [Value(0.0 if t == forced else -math.inf) for t in range(vocab_size)]
 
-    real_gpt = gpt
     globals()["gpt"] = prompted_gpt
     try:
         yield
@@ -708,6 +709,8 @@ def width(text):  # how many columns text takes in a terminal: Hangul and CJK ta
 # random number and changes no weight. Within gpt(), softmax() gives only attention weights, so
 # while gpt() runs, a softmax that records what it gives records them.
 def inspect_model(text, uchars, BOS, state_dict):
+    losses, attention, real_softmax = [], [], softmax
+
     def shown(token_id):  # BOS as BOS, a space as ␣, a tab as \t, ...
         ch = uchars[token_id] if token_id < BOS else "BOS"
         return "␣" if ch == " " else ch if ch.isprintable() else repr(ch)[1:-1]
@@ -724,7 +727,6 @@ def inspect_model(text, uchars, BOS, state_dict):
 
     tokens = [BOS] + [uchars.index(ch) for ch in text] + [BOS]
     keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
-    losses, attention, real_softmax = [], [], softmax
     print(f"\n--- inspect {text!r}: what the model expects after each token ---")
     line("seen", "next", "p(next)", "-log p", "likeliest next tokens")
     globals()["softmax"] = recording_softmax

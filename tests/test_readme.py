@@ -2,6 +2,7 @@
 line are the program's --help, its excerpts of output are real runs (the reference's bytes, the
 default model's reports, inspection, samples and errors), its reading table names the file's
 sections and definitions, and CI runs the test command it gives."""
+import hashlib
 import os
 import re
 import subprocess
@@ -231,3 +232,13 @@ def test_the_numbers_that_blow_up_say_what_the_readme_quotes(flags, quoted, tmp_
     os.symlink(INPUT, tmp_path / "input.txt")
     err = run_script(flags, cwd=tmp_path).stderr.decode("utf-8")
     assert err.startswith(f"microgpt: {quoted} ("), err
+
+
+def test_input_txt_is_the_file_the_readme_names():
+    """README's Data section gives input.txt's sha256 and number of names: they are the file's."""
+    with open(INPUT, "rb") as f:
+        data = f.read()
+    digest = re.search(r"sha256\s+`([0-9a-f]{64})`", section("Data")).group(1)
+    assert hashlib.sha256(data).hexdigest() == digest
+    count = int(re.search(r"([\d,]+) first names", section("Data")).group(1).replace(",", ""))
+    assert len([line for line in data.decode("utf-8").splitlines() if line.strip()]) == count
