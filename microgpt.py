@@ -6,10 +6,10 @@ Read it beside the post. The sections below follow the post's listings, in the s
 with the same names; where this file adds something, a comment says "Not in the post". After
 them come an Efficiency section and the plumbing (the command line, saving, loading, errors).
 
-Run it with: python microgpt.py. A run uses the Efficiency section's faster versions of dot(),
-softmax() and three of Value's methods, which compute the very same numbers, but only while the
-code they stand in for is as shipped: edit one of those, and the run uses the code you read, and
-says so. The flag --plain runs the code you read in any case (15 to 20 times slower)."""
+Run it with: python microgpt.py. A run uses the code you read, except for five small pieces
+that the Efficiency section swaps for faster ones giving exactly the same numbers. Once you edit
+one of those five, the run uses the code you read for them too (and says so, as it is then
+about ten times slower)."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
 import os      # os.path.exists, to see whether input.txt is there yet (the plumbing uses more)
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
@@ -35,16 +35,16 @@ seed = 42  # the seed of the random numbers, which decide the shuffle, first wei
 
 
 def load_docs(path):
-    # The post downloads its list of names when input.txt is missing. Not in the post: only
-    # input.txt is downloaded (a missing file of another name is more likely a typo than a wish
-    # for names), and the download becomes input.txt only once it is whole (whole_or_nothing,
-    # in the plumbing), so that one cut off midway leaves no half list to train on.
+    # As in the post: if input.txt is missing, download the list of names into it
     if path == "input.txt" and not os.path.exists(path):
         import urllib.request  # here, as in the post: most runs never need it
+        # Not in the post: only input.txt is downloaded (a missing file of another name is more
+        # likely a typo), and the download becomes input.txt only once it is whole (see
+        # whole_or_nothing, in the plumbing), so a download cut off midway leaves no half list.
         with whole_or_nothing(path) as part:
             urllib.request.urlretrieve(names_url, part)
-    # Not in the post: some editors start a file with a byte order mark (BOM). Reading with
-    # utf-8-sig drops it, so that it does not stick to the first name.
+    # Not in the post: utf-8-sig drops a byte order mark, an invisible character that some
+    # editors put at the start of a file, so that it does not stick to the first name.
     with open(path, encoding="utf-8-sig") as f:
         docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
     random.shuffle(docs)
@@ -168,6 +168,8 @@ def init_params(vocab_size):
 # the mean, and here it has no learned gain. There is an rmsnorm right after the embeddings too,
 # and none before lm_head. No layer adds a bias, and the MLP uses ReLU instead of GeLU. gpt()
 # takes one token and its position, and gives logits: a score for every possible next token.
+# (Not in the post: gpt() also takes the weights, state_dict, as an argument, where the post
+# reads them from a global name.)
 
 # Not in the post: a name for the sum of products that linear(), rmsnorm() and attention all
 # compute (the post writes it out each time). The same products, added in the same order.
@@ -201,10 +203,6 @@ def gpt(token_id, pos_id, keys, values, state_dict):
     # The KV cache: keys[li] is the list of k vectors of layer li, one for each position so
     # far, and values[li] the list of its v vectors. Training and sampling feed one position at
     # a time, and the cache is how a position sees the ones before it.
-    # Not in the post: gpt() takes state_dict as an argument, where the post reads a global, and
-    # it computes head_dim (each head's share of n_embd) here, where the post sets it once at the
-    # top: the flags, or a loaded model, set n_embd and n_head after this file is read.
-    head_dim = n_embd // n_head
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
     # Added, not put side by side: the width stays n_embd, and training learns to keep both in
@@ -232,6 +230,9 @@ def gpt(token_id, pos_id, keys, values, state_dict):
         keys[li].append(k)
         values[li].append(v)
         x_attn = []
+        # Each head's share of the width. (Not in the post here: the post sets head_dim once, at
+        # the top, but the flags or a loaded model may change n_embd and n_head after that.)
+        head_dim = n_embd // n_head
         for h in range(n_head):
             hs = h * head_dim  # where head h's slice starts
             q_h = q[hs:hs + head_dim]
@@ -372,13 +373,15 @@ def inference(uchars, BOS, vocab_size, state_dict):
     return samples
 
 
-# Efficiency: the same program, faster, and not one bit different. As the post says, the code
-# above is the complete algorithm, and everything else is just efficiency. A run puts these in
-# place of the plain code above while it lasts (efficiency(), below), unless that code was
-# edited: then the run uses the code as you edited it, 15 to 20 times slower. (So a debugger's
-# breakpoint in dot() or Value.__add__ stops there only with --plain, or once you edit them; and
-# functions you call yourself, from a Python shell, run as written.) Each device says why its
-# numbers are the same; the project's tests (tests/test_efficiency.py) check it, bit for bit.
+# Efficiency: the algorithm is complete above this line, and a reader may stop here. As the post
+# says, everything else is just efficiency. This section is a miniature of what the post's "Real
+# stuff" section calls fused kernels: one graph node (fused_dot, fused_softmax's total) does the
+# work of many, and gives the same numbers, to the last bit. A run puts these in place of the
+# plain code above while it lasts (efficiency(), below), unless that code was edited: then the
+# run uses the code as you edited it, about 10 times slower. (So a debugger's breakpoint in dot()
+# or Value.__add__ stops there only with --plain, or once you edit them; and functions you call
+# yourself, from a Python shell, run as written.) Each device says why its numbers are the same;
+# the project's tests (tests/test_efficiency.py) check it, bit for bit.
 # (noqa: E402 tells the linter that these imports come after code on purpose.)
 import contextlib  # noqa: E402
 import gc  # noqa: E402
@@ -402,6 +405,16 @@ def fused_dot(a, b):
         local_grads.append(bi.data)
         local_grads.append(ai.data)
     return Value(data, children, local_grads)
+
+
+def dot_without_graph(a, b):
+    # fused_dot's value (the same products, added in the same order), as a node without children:
+    # for a forward pass that backward() never sees, as in PyTorch's torch.no_grad(). run() puts
+    # it in place after training, for sampling and the reports.
+    data = 0
+    for ai, bi in zip(a, b):
+        data += ai.data * bi.data
+    return Value(data)
 
 
 def fused_sum(terms):
@@ -531,6 +544,9 @@ save_path = ""      # after training, save the model to this file (--save)
 load_path = ""      # sample from this saved model instead of training (--load)
 inspect_text = ""   # after sampling, show what the model does with this text (--inspect)
 plain = False       # run the plain code as written, without the Efficiency section (--plain)
+# After training, the mean loss on the last held_out documents of the shuffled list, which the
+# run never trained on, beside the same on as many that it did train on (--held-out; 0: none)
+held_out = 200
 
 
 # An argparse type: a finite int or float, at least low (or, if above, more than low). For text
@@ -555,14 +571,15 @@ FLAGS = [  # each flag, the setting it sets, its placeholder in --help, its type
     ("--learning-rate", "learning_rate", "LR", number_type(float, 0), "Adam's first learning rate"),
     ("--temperature", "temperature", "T", number_type(float, 0, True), "sampling temperature"),
     ("--num-samples", "num_samples", "N", number_type(int, 0), "names to sample after training"),
+    ("--held-out", "held_out", "N", number_type(int, 0), "documents kept out of training, scored"),
     ("--prompt", "prompt", "TEXT", str, "text that every sample starts with"),
     ("--save", "save_path", "FILE", str, "after training, save the model to this file"),
     ("--load", "load_path", "FILE", str, "sample from a saved model, without training"),
     ("--inspect", "inspect_text", "TEXT", str, "show what the model does with this text"),
 ]
-SETTINGS = [setting for _, setting, _, _, _ in FLAGS] + ["plain"]  # what a run may change
+SETTINGS = [setting for _, setting, _, _, _ in FLAGS] + ["plain", "advice"]  # what a run changes
 SHAPE = ["n_layer", "n_embd", "n_head", "block_size"]  # a model file keeps these
-TRAINING = ["input_path", "num_steps", "learning_rate", "save_path"]  # of no use with --load
+TRAINING = ["input_path", "num_steps", "learning_rate", "save_path", "held_out"]  # not --load
 
 
 # {setting: value} of each flag given; a usage error exits in here, with status 2
@@ -607,7 +624,7 @@ def whole_or_nothing(path):
 
 # A model file: named fields in JSON. As in a nanoGPT checkpoint, the shape (model_args) and the
 # weights by name (state_dict) are fields of their own.
-MODEL_VERSION = 2  # the format (microgpt 1.x wrote version 1)
+MODEL_VERSION = 2  # the format's version (the earliest releases of this project wrote 1)
 MODEL_FIELDS = ["microgpt", "model_args", "sampling", "uchars", "random_state", "state_dict"]
 
 
@@ -703,13 +720,29 @@ def width(text):  # how many columns text takes in a terminal: Hangul and CJK ta
     return len(text) + sum(unicodedata.east_asian_width(ch) in "WF" for ch in text)
 
 
+# The forward pass of train() for one document, without training: its tokens, the probabilities
+# gpt() gives at each position, each position's loss (-log p of the real next token), and their
+# mean, the document's loss
+def forward(doc, uchars, BOS, state_dict):
+    tokens = [BOS] + [uchars.index(ch) for ch in doc] + [BOS]
+    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+    probs, losses = [], []
+    for pos_id in range(min(block_size, len(tokens) - 1)):
+        probs.append(softmax(gpt(tokens[pos_id], pos_id, keys, values, state_dict)))
+        p = probs[-1][tokens[pos_id + 1]]
+        if not p.data > 0:  # as train() checks
+            raise FloatingPointError("a probability is 0 or not a number")
+        losses.append(-p.log())
+    return tokens, probs, losses, (1 / len(losses)) * sum(losses)
+
+
 # What the model does with text, tokenized as training tokenizes a document: at each position,
 # the probability of the real next token, its -log p and the likeliest tokens; their mean, which
 # is the loss training computes; and the attention weights of each layer and head. It draws no
-# random number and changes no weight. Within gpt(), softmax() gives only attention weights, so
-# while gpt() runs, a softmax that records what it gives records them.
+# random number and changes no weight. A softmax that records what it gives records them: for
+# each position, gpt() calls it for each layer and head in turn, then forward() once more.
 def inspect_model(text, uchars, BOS, state_dict):
-    losses, attention, real_softmax = [], [], softmax
+    recorded, real_softmax = [], softmax
 
     def shown(token_id):  # BOS as BOS, a space as ␣, a tab as \t, ...
         ch = uchars[token_id] if token_id < BOS else "BOS"
@@ -720,47 +753,65 @@ def inspect_model(text, uchars, BOS, state_dict):
     def line(*cells, col=max(4, max(width(shown(t)) for t in range(BOS + 1)))):
         print("  ".join(cell + " " * (col - width(cell)) for cell in cells).rstrip())
 
-    def recording_softmax(logits):  # (a softmax you add to gpt() would show in the tables too)
+    def recording_softmax(logits):  # (a softmax you add to gpt() would upset the tables)
         weights = real_softmax(logits)
-        attention[-1].append([w.data for w in weights])
+        recorded.append([w.data for w in weights])
         return weights
 
-    tokens = [BOS] + [uchars.index(ch) for ch in text] + [BOS]
-    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
-    print(f"\n--- inspect {text!r}: what the model expects after each token ---")
-    line("seen", "next", "p(next)", "-log p", "likeliest next tokens")
     globals()["softmax"] = recording_softmax
     try:
-        for pos_id in range(min(block_size, len(tokens) - 1)):
-            attention.append([])  # this position's weights: each layer's heads, in order
-            probs = real_softmax(gpt(tokens[pos_id], pos_id, keys, values, state_dict))
-            p = probs[tokens[pos_id + 1]]
-            if not p.data > 0:  # as train() checks
-                raise FloatingPointError("a probability is 0 or not a number")
-            losses.append(-p.log())
-            top = sorted(range(BOS + 1), key=lambda t: -probs[t].data)[:5]
-            likeliest = [cell for t in top for cell in (shown(t), f"{probs[t].data:.3f}")]
-            line(shown(tokens[pos_id]), shown(tokens[pos_id + 1]), f"{p.data:7.4f}",
-                 f"{losses[-1].data:6.4f}", *likeliest)
+        tokens, probs, losses, loss = forward(text, uchars, BOS, state_dict)
     finally:
         globals()["softmax"] = real_softmax
-    loss = (1 / len(losses)) * sum(losses)
+    print(f"\n--- inspect {text!r}: what the model expects after each token ---")
+    line("seen", "next", "p(next)", "-log p", "likeliest next tokens")
+    for pos_id, loss_t in enumerate(losses):
+        p = [prob.data for prob in probs[pos_id]]  # this position's probabilities, as floats
+        top = sorted(range(BOS + 1), key=lambda t: -p[t])[:5]
+        likeliest = [cell for t in top for cell in (shown(t), f"{p[t]:.3f}")]
+        line(shown(tokens[pos_id]), shown(tokens[pos_id + 1]), f"{p[tokens[pos_id + 1]]:7.4f}",
+             f"{loss_t.data:6.4f}", *likeliest)
     print(f"mean -log p: {loss.data:.4f} (the loss training computes for this document)")
+    per_position = n_layer * n_head + 1  # the softmaxes of each position
     for li in range(n_layer):
         for h in range(n_head):
             print(f"\nattention, layer {li}, head {h}: how much each row takes from each column")
             line("", *(shown(t) for t in tokens[:len(losses)]))
-            for i, weights in enumerate(attention):
-                line(shown(tokens[i]), *(f"{w:.2f}" for w in weights[li * n_head + h]))
+            for i in range(len(losses)):
+                weights = recorded[i * per_position + li * n_head + h]
+                line(shown(tokens[i]), *(f"{w:.2f}" for w in weights))
     return loss.data  # (for the tests, which check it to the last bit)
+
+
+# After training: the mean loss on documents the run never trained on, the last held_out of the
+# shuffled list (the same for every --num-steps that does not reach them), beside the same on
+# as many that it trained on, the last ones it saw. A model that learns its training documents
+# by heart, rather than what names are like, scores well on those alone.
+def held_out_report(docs, uchars, BOS, state_dict):
+    k, trained = min(held_out, len(docs)), docs[max(0, num_steps - held_out):num_steps]
+    if num_steps > len(docs) - k:
+        return f"no held-out loss: training reached the last {k} documents (see --held-out)"
+
+    def mean_loss(part):  # the mean over part of the loss train() computes for a document
+        return sum(forward(doc, uchars, BOS, state_dict)[3].data for doc in part) / len(part)
+
+    held = mean_loss(docs[-k:])
+    report = f"mean loss on {k} documents never trained on (the list's last): {held:.4f}"
+    if not trained:
+        return report
+    return f"{report}; on the {len(trained)} it trained on last: {mean_loss(trained):.4f}"
+
+
+# What main() advises, should the numbers blow up: run() sets it for each phase of the run
+advice = ""
 
 
 # The post's program, in its order, with the settings of the flags or of a model file
 def run(given):
+    global advice
     docs, step_losses = [], []
-    if save_path and (os.path.exists(save_path) and not os.path.isfile(save_path)  # before
-                      or not os.path.isdir(os.path.dirname(save_path) or ".")):  # training
-        sys.exit(f"microgpt: --save {save_path}: not a file in a folder that exists")
+    if save_path:  # can the model be saved there? Learn it now, not after training
+        check_save_path()
     if load_path:
         settings, uchars, state_dict = load_model(load_path)  # and the random state
         globals().update({**settings, **given})  # the file's settings, unless a flag says else
@@ -772,23 +823,48 @@ def run(given):
         if not docs:
             sys.exit(f"microgpt: {input_path}: no documents: it is empty, or only blank lines")
         uchars, BOS, vocab_size = tokenizer(docs)
-    if any(ch not in uchars for ch in prompt + inspect_text) or len(prompt) > block_size:
-        sys.exit(f"microgpt: --prompt and --inspect may use only {''.join(uchars)!r}, and "
-                 f"--prompt at most {block_size} of them")
+    for flag, text in (("--prompt", prompt), ("--inspect", inspect_text)):
+        unknown = [ch for ch in text if ch not in uchars]
+        if unknown:
+            sys.exit(f"microgpt: {flag} {text!r}: {unknown[0]!r} is not one of the model's "
+                     f"characters, {''.join(uchars)!r}")
+    if len(prompt) > block_size:
+        sys.exit(f"microgpt: --prompt {prompt!r} has {len(prompt)} characters, and the model's "
+                 f"context (--block-size) only {block_size}")
 
     if not load_path:
         state_dict, params = init_params(vocab_size)
+        advice = "try a smaller --learning-rate"
         step_losses = train(docs, uchars, BOS, state_dict, params)
         if save_path:
             save_model(save_path, uchars, state_dict)
+    if dot is fused_dot:  # (fast) nothing calls backward() from here on: dot() need not record
+        globals()["dot"] = dot_without_graph
+    advice = "try a larger --temperature"
     with prompted(uchars, vocab_size):
         samples = inference(uchars, BOS, vocab_size, state_dict)
-    if step_losses and samples:
+    advice = "the model's weights are too large"
+    if step_losses:
         tell(f"mean loss by twentieths of training: {trend(step_losses)}")
+    if docs and held_out:
+        tell(held_out_report(docs, uchars, BOS, state_dict))
+    if step_losses and samples:
         known = [sample for sample in samples if sample in docs]
         tell(f"samples also in the training data: {', '.join(known) or 'none'}")
     if inspect_text:
         inspect_model(inspect_text, uchars, BOS, state_dict)
+
+
+# --save's path, checked before training: an existing folder or device cannot be replaced by a
+# file, and a file that cannot be written there (no such folder, no permission) is tried out
+def check_save_path():
+    if os.path.exists(save_path) and not os.path.isfile(save_path):
+        sys.exit(f"microgpt: --save {save_path}: a folder or a device, not a file")
+    try:
+        open(f"{save_path}.{os.getpid()}.part", "w").close()  # the name whole_or_nothing writes
+        os.remove(f"{save_path}.{os.getpid()}.part")
+    except OSError as e:
+        sys.exit(f"microgpt: --save {save_path}: {reason(e)}")
 
 
 # One step's loss is one name's, so it jumps about; the mean of many steps says more. The mean
@@ -803,7 +879,12 @@ def trend(step_losses):
 
 
 REASONS = {errno.ENOENT: "no such file or folder", errno.EACCES: "permission denied",
-           errno.EISDIR: "a folder, not a file", errno.ENOSPC: "no space left on the disk"}
+           errno.EISDIR: "a folder, not a file", errno.ENOSPC: "no space left on the disk",
+           errno.ENOTDIR: "a file where a folder should be"}
+
+
+def reason(e):  # an OSError in our own words, the same on every system
+    return REASONS.get(e.errno, errno.errorcode.get(e.errno, type(e).__name__))
 
 
 # Run microgpt with the flags in argv (else the command line's). Anything a user can get wrong
@@ -828,7 +909,7 @@ def main(argv=None):
         message = "out of memory: try a smaller --n-layer, --n-embd or --block-size"
     except (FloatingPointError, OverflowError) as e:
         what = e if isinstance(e, FloatingPointError) else "a number too large for a float"
-        message = f"{what} (a --learning-rate too large or a --temperature too small does it)"
+        message = f"{what}: {advice}"
     except UnicodeError as e:  # reading input that is not UTF-8, or writing a letter that the
         # output's encoding lacks (a terminal in ASCII, say)
         message = f"{input_path}: not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (
@@ -836,9 +917,8 @@ def main(argv=None):
     except urllib.error.URLError:  # no connection, an HTTP error, or cut off; an OSError too
         message = f"cannot download {names_url}: try --input FILE"
     except OSError as e:
-        reason = REASONS.get(e.errno, errno.errorcode.get(e.errno, type(e).__name__))
         # (a failed write, as to a full disk, names no file)
-        message = f"{e.filename}: {reason}" if e.filename else reason
+        message = f"{e.filename}: {reason(e)}" if e.filename else reason(e)
     finally:
         globals().update(settings)
         try:

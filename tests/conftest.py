@@ -56,12 +56,44 @@ def efficient():
         yield
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """With pytest-xdist installed, the tests run side by side on every core, as `-n auto` has
+    them, unless the command line says otherwise (-n 0, -p no:xdist), or asks for a debugger or
+    for the tests' own output (--pdb, -s), which need one process. pytest alone runs them one by
+    one. (Run before pytest-xdist reads its options; pytest-xdist's own workers are left alone.)"""
+    if (config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None
+            and not config.option.usepdb and config.option.capture != "no"
+            and "PYTEST_XDIST_WORKER" not in os.environ):
+        config.option.numprocesses = "auto"
+
+
+def shared_folder(tmp_path_factory):
+    """A temporary folder that every process of this test run shares: pytest's own, or with
+    pytest-xdist, the one above its workers' own (as pytest-xdist's documentation does it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slow_runs_start_at_once(request, tmp_path_factory):
+    """The default run of 1,000 steps starts in the background as the first test starts, if any
+    test of this run needs it, and runs on another core while the others run; the process that
+    started it waits for it at the end."""
+    thread = None
+    if any("default_run" in item.fixturenames for item in request.session.items):
+        thread = helpers.start_once(shared_folder(tmp_path_factory) / "default-run",
+                                    ["--save", "model.json"])
+    yield
+    if thread is not None:
+        thread.join()
+
+
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
-    """`python microgpt.py --save model.json`, the default 1,000-step run, once for the tests
-    that need it (they share an xdist group, so that one worker runs them all): its stdout (bytes),
-    its stderr and exit status, and the folder holding its input.txt and model.json."""
-    folder = tmp_path_factory.mktemp("default-run")
-    os.symlink(helpers.INPUT, folder / "input.txt")
-    result = helpers.run_script(["--save", "model.json"], cwd=folder, timeout=900)
-    return result.stdout, result.stderr.decode("utf-8"), result.returncode, folder
+    """`python microgpt.py --save model.json`, the default 1,000-step run, once for this whole test
+    run (whichever process runs the tests that need it): its stdout (bytes), its stderr and exit
+    status, and the folder holding its input.txt and model.json."""
+    folder = shared_folder(tmp_path_factory) / "default-run"
+    helpers.start_once(folder, ["--save", "model.json"])  # (slow_runs_start_at_once did, surely)
+    return (*helpers.outcome(folder), folder)

@@ -9,8 +9,11 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import microgpt
 
@@ -59,6 +62,45 @@ def run_script(args, cwd, env=None, timeout=300, script=SCRIPT, stdin=subprocess
     CompletedProcess, with stdout and stderr as bytes."""
     return subprocess.run([sys.executable, script, *args], cwd=cwd, env=env, stdin=stdin,
                           capture_output=True, timeout=timeout)
+
+
+def start_once(folder, args, timeout=900):
+    """Start `microgpt.py ARGS` in folder (a pathlib.Path, made here, with a copy of input.txt),
+    in the background, unless a process of this test run has already started it there: the one
+    that makes folder does, so that it runs once however pytest-xdist spreads the tests. Returns
+    the thread that waits for it and writes its outcome into folder (see outcome()), or None."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return None
+    shutil.copyfile(INPUT, folder / "input.txt")
+
+    def run_and_write_outcome():
+        status = "the run did not finish"
+        try:
+            result = run_script(args, cwd=folder, timeout=timeout)
+            (folder / "stdout").write_bytes(result.stdout)
+            (folder / "stderr").write_bytes(result.stderr)
+            status = str(result.returncode)
+        finally:  # the status last, and whole: whoever waits for it reads the rest after it
+            (folder / "status.part").write_text(status)
+            os.replace(folder / "status.part", folder / "status")
+
+    thread = threading.Thread(target=run_and_write_outcome, daemon=True)
+    thread.start()
+    return thread
+
+
+def outcome(folder, timeout=900):
+    """The outcome of start_once's run in folder, once it has ended (waiting for it, whichever
+    process started it): (stdout as bytes, stderr as text, exit status)."""
+    deadline = time.monotonic() + timeout
+    while not (folder / "status").exists():
+        assert time.monotonic() < deadline, f"no outcome in {folder} after {timeout} s"
+        time.sleep(0.1)
+    status = (folder / "status").read_text()
+    assert status.lstrip("-").isdigit(), f"microgpt.py {folder}: {status}"
+    return (folder / "stdout").read_bytes(), (folder / "stderr").read_text("utf-8"), int(status)
 
 
 def write(path, data):

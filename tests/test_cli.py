@@ -30,16 +30,18 @@ FLAG_VALUES = [  # flag, the text it is given, its setting, the value it must se
     ("--learning-rate", "1", "learning_rate", 1.0),  # written as an integer: still a float
     ("--temperature", "2", "temperature", 2.0),
     ("--num-samples", "0", "num_samples", 0),
+    ("--held-out", "50", "held_out", 50),
     ("--prompt", "li", "prompt", "li"),
     ("--save", "model.json", "save_path", "model.json"),
     ("--load", "model.json", "load_path", "model.json"),
     ("--inspect", "ava", "inspect_text", "ava"),
     ("--plain", None, "plain", True),
 ]
-# The defaults of SPEC.md's command line; the other flags have none to show
+# The defaults README's flag table gives; the other flags have none to show
 DEFAULTS = {"--input": "input.txt", "--seed": "42", "--n-layer": "1", "--n-embd": "16",
             "--n-head": "4", "--block-size": "16", "--num-steps": "1000",
-            "--learning-rate": "0.01", "--temperature": "0.5", "--num-samples": "20"}
+            "--learning-rate": "0.01", "--temperature": "0.5", "--num-samples": "20",
+            "--held-out": "200"}
 
 
 def module_values():
@@ -77,7 +79,7 @@ def test_help_takes_each_default_from_the_settings_as_they_are(capsys, monkeypat
     # defaults --help shows
     others = {"input_path": "names.txt", "seed": 7, "n_layer": 2, "n_embd": 32, "n_head": 8,
               "block_size": 8, "num_steps": 30, "learning_rate": 0.02, "temperature": 0.8,
-              "num_samples": 5}
+              "num_samples": 5, "held_out": 64}
     for setting, value in others.items():
         monkeypatch.setattr(microgpt, setting, value)
     entries = help_entries(capsys, monkeypatch)
@@ -192,7 +194,9 @@ def test_zero_steps_samples_from_the_untrained_model(tmp_path, capsys, monkeypat
     monkeypatch.setattr(microgpt, "inference", recording_inference)
     code, out, err = run_main(capsys, ["--input", str(names), *SMALL, "--num-steps", "0",
                                        "--num-samples", "4"])
-    assert code == 0 and err == "", (code, err)  # no training: nothing to report either
+    # No training: no trend and no samples found in the data, only the untrained model's loss
+    assert code == 0 and err.startswith("microgpt: mean loss on 16 documents never trained on")
+    assert len(err.splitlines()) == 1, (code, err)
     assert out.startswith("num docs: 16\nvocab size: 19\nnum params: 1136\n" + HEADER), out
     assert "step" not in out and len(sample_texts(out)) == 4, out
     # The weights sampled from are the first ones: seed 42's draws after the shuffle

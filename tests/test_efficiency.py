@@ -1,8 +1,9 @@
 """The Efficiency section makes the same program faster without changing a bit.
 
-Each device gives exactly the numbers of the plain code it stands in for: fused_dot for dot(),
-fused_softmax (its total a fused_sum) for softmax(), Value's __add__ and __mul__ that make no
-node for a plain number, and the topological sort without recursion. Together they give the
+Each device gives exactly the numbers of the plain code it stands in for: fused_dot for dot()
+(and after training, dot_without_graph), fused_softmax (its total a fused_sum) for softmax(),
+Value's __add__ and __mul__ that make no node for a plain number, and the topological sort
+without recursion. Together they give the
 whole model's loss and every gradient bit for bit. efficiency() swaps them in and puts
 everything back, and with them (CPython's cycle collector off) or without them (the plain code,
 collector on), memory does not grow with the number of steps."""
@@ -89,6 +90,19 @@ def test_each_fused_node_gives_the_plain_codes_value_and_every_gradient_bit_for_
         assert_same_bits(f"{label}, trial {trial}, inputs {data}",
                          value_and_grads(in_context(plain), data),
                          value_and_grads(in_context(device), data))
+
+
+def test_dot_without_a_graph_gives_dots_value_bit_for_bit_as_a_node_without_children():
+    # After training nothing calls backward(): sampling and the reports use it in dot()'s place
+    rng = random.Random(1)
+    for trial in range(100):
+        a = [Value(x) for x in mixed_magnitudes(rng, 16)]
+        b = [Value(x) for x in mixed_magnitudes(rng, 16)]
+        for x, y in ((a, b), (a, a)):
+            plain, fast = microgpt.dot(x, y), microgpt.dot_without_graph(x, y)
+            assert fast.data == plain.data, (
+                f"trial {trial}: {fast.data!r} without a graph, {plain.data!r} with dot()")
+            assert fast._children == (), f"trial {trial}: a node with children"
 
 
 def with_plain_numbers(a, b, c):

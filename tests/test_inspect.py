@@ -7,8 +7,9 @@ attention tables are the weights gpt() computes, each row adding up to 1; it wor
 at another shape, draws no random number and changes no weight; tokens are shown readably, in
 aligned columns even where a letter takes two terminal columns; a letter the model does not
 know is one line before training. After training, standard error gets the mean loss by
-twentieths and the samples that are documents of the training data; standard output does not,
-and a run without training gets neither."""
+twentieths, the held-out loss (tests/test_held_out.py) and the samples that are documents of the
+training data; standard output does not, and a run without training gets none of them but the
+held-out loss of its untrained model."""
 import math
 import random
 import re
@@ -28,6 +29,14 @@ UCHARS = "".join(sorted(set("".join(NAMES))))
 BLOCKS = "▁▂▃▄▅▆▇█"
 TREND = "microgpt: mean loss by twentieths of training: "
 KNOWN = "microgpt: samples also in the training data: "
+HELD = "microgpt: mean loss on "
+
+
+def report(err, start):
+    """The line of stderr that starts with start."""
+    lines = [line for line in err.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"no single line starting {start!r} in {err!r}"
+    return lines[0]
 
 
 
@@ -250,8 +259,8 @@ def test_a_letter_the_model_does_not_know_is_one_line_before_training(loaded, tr
     expected_out = "" if loaded else "num docs: 16\nvocab size: 19\n"  # and no num params
     line = assert_one_error_line(*run_main(capsys, [*argv, "--inspect", "emZa"]),
                                  expected_out=expected_out)
-    assert line == (f"microgpt: --prompt and --inspect may use only {UCHARS!r}, and --prompt "
-                    f"at most 8 of them"), line
+    assert line == (f"microgpt: --inspect 'emZa': 'Z' is not one of the model's characters, "
+                    f"{UCHARS!r}"), line
 
 
 # The reports on standard error
@@ -299,13 +308,13 @@ def test_the_samples_that_are_documents_of_the_training_data_are_named(tmp_path,
     known = [sample for sample in samples if sample in docs]  # in order, each time it comes
     assert known and len(known) < len(samples), f"cannot tell anything from {samples}"
     assert len(set(known)) < len(known), f"no repeated document in {known}"
-    assert err.splitlines()[1] == KNOWN + ", ".join(known), (samples, err)
+    assert report(err, KNOWN) == KNOWN + ", ".join(known), (samples, err)
 
 
 def test_when_no_sample_is_a_document_the_line_says_none(trained):
     samples = sample_texts(trained.out)
     assert samples and not set(samples) & set(NAMES), samples
-    assert trained.err.splitlines()[1] == KNOWN + "none", trained.err
+    assert report(trained.err, KNOWN) == KNOWN + "none", trained.err
 
 
 def test_the_reports_leave_standard_output_as_the_reference_prints_it(capsys):
@@ -313,14 +322,18 @@ def test_the_reports_leave_standard_output_as_the_reference_prints_it(capsys):
     assert code == 0, err
     assert out.encode("utf-8") == golden("config", "out"), "stdout is not the reference's"
     reports = err.splitlines()
-    assert len(reports) == 2, err
-    assert reports[0].startswith(TREND) and reports[1].startswith(KNOWN), err
+    assert len(reports) == 3, err
+    assert [reports[0].startswith(TREND), reports[1].startswith(HELD),
+            reports[2].startswith(KNOWN)] == [True, True, True], err
 
 
 @pytest.mark.parametrize("run", ["--load", "--num-steps 0"])
-def test_no_report_without_training(run, trained, capsys):
+def test_no_report_without_training_but_the_untrained_models_held_out_loss(run, trained, capsys):
     argv = (["--load", str(trained.path), "--num-samples", "3"] if run == "--load"
             else ["--input", str(trained.names), *SMALL, "--num-steps", "0"])
     code, out, err = run_main(capsys, argv)
     assert code == 0 and sample_texts(out), (code, out, err)
-    assert err == "", err
+    if run == "--load":  # no documents at all
+        assert err == "", err
+    else:
+        assert err.startswith(HELD) and err.count("\n") == 1, err

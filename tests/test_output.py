@@ -57,7 +57,6 @@ def test_the_run_prints_the_reference_bytes_and_trains_its_bits(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("default_run")
 def test_the_default_run_prints_the_reference_bytes_and_the_blog_posts_names(default_run):
     """python microgpt.py, no flags but --save (the session's default run, which the README's
     tests share): 1,000 steps, the golden's bytes and bits, and so the post's 20 names and last

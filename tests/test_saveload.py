@@ -197,8 +197,12 @@ def test_a_prompt_the_model_cannot_take_is_one_line_before_training(prompt, load
     expected_out = "" if loaded else "num docs: 16\nvocab size: 19\n"
     line = assert_one_error_line(*run_main(capsys, [*argv, "--prompt", prompt]),
                                  expected_out=expected_out)
-    assert line == (f"microgpt: --prompt and --inspect may use only {UCHARS!r}, and --prompt "
-                    f"at most 8 of them"), line
+    if prompt == "emZa":
+        assert line == (f"microgpt: --prompt 'emZa': 'Z' is not one of the model's characters, "
+                        f"{UCHARS!r}"), line
+    else:  # the model's block_size is 8
+        assert line == ("microgpt: --prompt 'emmaliamn' has 9 characters, and the model's "
+                        "context (--block-size) only 8"), line
 
 
 # The flags a model fixes
@@ -206,7 +210,7 @@ def test_a_prompt_the_model_cannot_take_is_one_line_before_training(prompt, load
 @pytest.mark.parametrize("flag, value", [
     ("--input", "names.txt"), ("--n-layer", "2"), ("--n-embd", "8"), ("--n-head", "2"),
     ("--block-size", "8"), ("--num-steps", "3"), ("--learning-rate", "0.1"),
-    ("--save", "other.json"),
+    ("--save", "other.json"), ("--held-out", "50"),
 ])
 def test_a_flag_the_model_fixes_cannot_go_with_load(flag, value, saved, capsys):
     code, out, err = run_main(capsys, [flag, value, "--load", str(saved.path)])
@@ -467,23 +471,51 @@ def test_a_save_killed_midway_leaves_the_earlier_file_whole(saved, tmp_path, cap
         assert code == 0 and out == samples_part(saved.out), (code, out, err)
 
 
-@pytest.mark.parametrize("where", ["a missing folder", "a file as its folder", "a folder",
-                                   "a device"])
+def folder_not_to_write_to(tmp_path):
+    """A folder in which this process may not make a file, or None: a folder without write
+    permission, unless this process may write anyway (root may), then Linux's /sys."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    for folder in (locked, "/sys"):
+        try:
+            open(os.path.join(folder, "probe"), "w").close()
+            os.remove(os.path.join(folder, "probe"))
+        except OSError:
+            return folder
+    return None
+
+
+SAVE_PATHS = {  # where --save points, and what the one line says of it
+    "a missing folder": ("no such folder/model.json", "no such file or folder"),
+    "a file as its folder": ("names.txt/model.json", "a file where a folder should be"),
+    "a folder": ("models", "a folder or a device, not a file"),
+    "a device": (os.devnull, "a folder or a device, not a file"),
+    "a folder it may not write to": (None, "permission denied"),
+}
+
+
+@pytest.mark.parametrize("where", list(SAVE_PATHS))
 def test_a_save_path_that_cannot_take_a_file_is_one_line_before_training(where, tmp_path,
                                                                          capsys):
     """--save is checked before any training: a path in a folder that does not exist, under a
-    file, or that is a folder or a device (os.devnull: a save must not replace it) is one line,
-    with nothing on stdout, and nothing is written."""
-    target = {"a missing folder": tmp_path / "no such folder" / "model.json",
-              "a file as its folder": tmp_path / "names.txt" / "model.json",
-              "a folder": tmp_path / "models", "a device": os.devnull}[where]
+    file, or that is a folder or a device (os.devnull: a save must not replace it), or in a
+    folder it may not write to, is one line that names the path as given, with nothing on
+    stdout, and nothing is written."""
+    path, reason = SAVE_PATHS[where]
+    if path is None:
+        folder = folder_not_to_write_to(tmp_path)
+        if folder is None:
+            pytest.skip("no folder here that this process may not write to")
+        path = os.path.join(folder, "model.json")
+    target = str(tmp_path / path) if where != "a device" else path
     write(tmp_path / "names.txt", NAMES_TEXT)
     (tmp_path / "models").mkdir()
     before = sorted(os.listdir(tmp_path))
     code, out, err = run_main(capsys, ["--input", str(tmp_path / "names.txt"), *SMALL,
-                                       *SAMPLING, "--save", str(target)])
+                                       *SAMPLING, "--save", target])
     line = assert_one_error_line(code, out, err)
-    assert line == f"microgpt: --save {target}: not a file in a folder that exists", line
+    assert line == f"microgpt: --save {target}: {reason}", line
     assert sorted(os.listdir(tmp_path)) == before, f"left {sorted(os.listdir(tmp_path))}"
     assert os.listdir(tmp_path / "models") == []
 
@@ -519,7 +551,7 @@ def test_weights_that_blew_up_are_not_saved(saved, tmp_path, capsys):
                                        "--save", str(target)])
     line = assert_one_error_line(code, out, err, expected_out=out)
     assert HEADER not in out, out
-    assert line == ("microgpt: the trained weights are not all numbers (a --learning-rate too "
-                    "large or a --temperature too small does it)"), line
+    assert line == ("microgpt: the trained weights are not all numbers: try a smaller "
+                    "--learning-rate"), line
     assert target.read_text(encoding="utf-8") == saved.text, "the earlier file was changed"
     assert os.listdir(tmp_path) == ["model.json"], os.listdir(tmp_path)
