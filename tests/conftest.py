@@ -75,6 +75,12 @@ def shared_folder(tmp_path_factory):
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that need the default run come last, so that it has run, in the background,
+    while the others ran (sorted stably: the rest keep their order)."""
+    items.sort(key=lambda item: "default_run" in item.fixturenames)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def slow_runs_start_at_once(request, tmp_path_factory):
     """The default run of 1,000 steps starts in the background as the first test starts, if any

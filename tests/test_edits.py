@@ -100,7 +100,9 @@ def test_a_copy_with_only_its_comments_changed_runs_at_full_speed_and_gives_the_
 # Edits that change the numbers ------------------------------------------------------------------
 
 # config's settings (2 layers, 8 wide, ...), trained 3 steps: --plain costs about 1 s each
-SMALL = [*golden_args("config"), "--num-steps", "3", "--num-samples", "3", "--save", "m.json"]
+# (--held-out 0: the plain code's held-out loss takes seconds, and test_held_out.py checks it)
+SMALL = [*golden_args("config"), "--num-steps", "3", "--num-samples", "3", "--held-out", "0",
+         "--save", "m.json"]
 
 EDITS = {  # what the edit is: (the shipped code, the edited code)
     "rmsnorm's epsilon 1e-5 -> 1e-6": ("(ms + 1e-5) ** -0.5", "(ms + 1e-6) ** -0.5"),

@@ -101,7 +101,8 @@ def test_plain_never_uses_the_efficiency_section(tmp_path):
     bytes and trains its bits (this is also the test of --plain on config), and without --plain
     the same copy fails, by the sabotage, so the sabotage does reach a default run."""
     script = copy_of_microgpt(tmp_path, efficiency_section_sabotaged)
-    assert_golden_run("config", ["--plain"], tmp_path, script=script)
+    # (--held-out 0: the plain code's held-out loss takes seconds; test_held_out.py checks it)
+    assert_golden_run("config", ["--plain", "--held-out", "0"], tmp_path, script=script)
     default = run_script(golden_args("config"), tmp_path, script=script)
     assert default.returncode != 0 and b"sabotaged" in default.stderr, (
         f"without --plain, the sabotaged copy ran: exit {default.returncode}, "
