@@ -31,6 +31,19 @@ def microgpt_as_written():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def utf8_output():
+    """Every program a test starts writes UTF-8 to its pipes, as it does on Linux and macOS;
+    Windows would use its ANSI code page, which has no sparkline blocks and no Hangul."""
+    before = os.environ.get("PYTHONIOENCODING")
+    os.environ["PYTHONIOENCODING"] = "utf-8"
+    yield
+    if before is None:
+        os.environ.pop("PYTHONIOENCODING")
+    else:
+        os.environ["PYTHONIOENCODING"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
 def no_network():
     """No test may need the network: every HTTP and HTTPS request, in this process and in every
     program a test starts, goes to a proxy at a closed local port, and so fails at once. A test

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import microgpt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +102,8 @@ def outcome(folder, timeout=900):
         time.sleep(0.1)
     status = (folder / "status").read_text()
     assert status.lstrip("-").isdigit(), f"microgpt.py {folder}: {status}"
-    return (folder / "stdout").read_bytes(), (folder / "stderr").read_text("utf-8"), int(status)
+    out, err = printed((folder / "stdout").read_bytes()), printed((folder / "stderr").read_bytes())
+    return out, err.decode("utf-8"), int(status)
 
 
 def write(path, data):
@@ -249,3 +252,32 @@ def rounding_bound(out):
                 bound += 2 * U * abs(v.data * v.grad)
             stack.extend(v._children)
     return bound
+
+
+# Where a claim holds. Most tests run on any system. A test whose claim needs what only some
+# systems give (signals, resource limits, preexec_fn, select() on a pipe, file modes, an errno
+# that Windows gives otherwise, /dev/full) carries one of these marks: pytest skips it elsewhere
+# and names what it needs, so a run on Windows or macOS says what it did not check.
+
+def needs_posix(what):
+    """A mark: the test needs POSIX (Linux, macOS, the BSDs) for what, and is skipped elsewhere
+    (Windows)."""
+    return pytest.mark.skipif(os.name != "posix", reason=f"needs POSIX: {what}")
+
+
+def needs_linux(what):
+    """A mark: the test needs Linux for what, and is skipped elsewhere."""
+    return pytest.mark.skipif(not sys.platform.startswith("linux"), reason=f"needs Linux: {what}")
+
+
+needs_dev_full = pytest.mark.skipif(
+    not os.path.exists("/dev/full"),
+    reason="needs /dev/full, a device whose every write fails as on a full disk (Linux has one)")
+
+
+def printed(data):
+    """What a real program printed, from the bytes of its stdout or stderr. Python writes each
+    \\n of its standard streams as os.linesep: \\n on POSIX (nothing to undo), \\r\\n on Windows,
+    undone here. Exactly: there every \\n comes out as \\r\\n (a \\r printed before a \\n as
+    \\r\\r\\n), so each \\r\\n is one \\n printed, and every other \\r is kept."""
+    return data if os.linesep == "\n" else data.replace(os.linesep.encode(), b"\n")

@@ -1,6 +1,7 @@
-"""What you read is what runs (issue 19). A run uses the Efficiency section's faster stand-ins
-only while the plain code they stand in for is as shipped: an edit to the algorithm part of
-microgpt.py, or a function replaced from outside, runs, and a comment changes nothing.
+"""What you read is what runs (README.md, Efficiency and your edits). A run uses the Efficiency
+section's faster stand-ins only while the plain code they stand in for is as shipped: an edit to
+the algorithm part of microgpt.py, or a function replaced from outside, runs, and a comment
+changes nothing.
 
 Each claim is checked on an edited copy of microgpt.py (helpers.copy_of_microgpt), run as a real
 program, unless it says otherwise. Most runs are tiny (a 16-name file, 4 numbers wide, one step,
@@ -17,7 +18,7 @@ import pytest
 
 import microgpt
 from helpers import (NAMES_TEXT, copy_of_microgpt, expected_params_hash, first_difference,
-                     golden, golden_args, run_main, run_script, saved_params_hash, write)
+                     golden, golden_args, printed, run_main, run_script, saved_params_hash, write)
 
 TINY_SETTINGS = ["--n-embd", "4", "--n-head", "1", "--block-size", "4", "--num-steps", "1",
                  "--num-samples", "1"]
@@ -32,8 +33,9 @@ def copy_in(folder, edit):
 
 
 def ran(run, label):
-    """A finished run that must have exited 0: its stdout and stderr, as text."""
-    out, err = run.stdout.decode("utf-8"), run.stderr.decode("utf-8")
+    """A finished run that must have exited 0: its stdout and stderr, as text (as printed: see
+    helpers.printed)."""
+    out, err = printed(run.stdout).decode("utf-8"), printed(run.stderr).decode("utf-8")
     assert run.returncode == 0, f"{label}: exit {run.returncode}, stderr {err[-2000:]!r}"
     return out, err
 

@@ -6,7 +6,9 @@ valid text (\\r\\n, a BOM, spaces, Hangul, long or one-letter names) trains as i
 Most runs are in this process (run_main) on a small names file; the claims about the process
 itself (signals, pipes, file descriptors, memory limits, tracebacks) run the real program. No test
 needs the network: downloads come from a server on 127.0.0.1 that the test starts itself, or fail
-at the suite's closed proxy."""
+at the suite's closed proxy. A claim that holds only on POSIX or on Linux (a signal, a resource
+limit, a file mode, an errno that Windows gives otherwise, /dev/full) says so with a mark from
+helpers, and is skipped elsewhere with that reason."""
 import contextlib
 import errno
 import http.server
@@ -23,8 +25,8 @@ import pytest
 
 import microgpt
 from helpers import (HEADER, NAMES, NAMES_TEXT, SCRIPT, assert_one_error_line, configure,
-                     copy_of_microgpt, new_model, run_main, run_script, sample_texts,
-                     write)
+                     copy_of_microgpt, needs_dev_full, needs_linux, needs_posix, new_model,
+                     printed, run_main, run_script, sample_texts, write)
 
 TINY = ["--n-embd", "4", "--n-head", "1", "--block-size", "8"]  # a few milliseconds a step
 FAST = ["--num-steps", "3", "--num-samples", "3", *TINY]
@@ -39,9 +41,11 @@ def step_numbers(out):
 # The input file ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, name, reason", [
-    (lambda folder: None, "missing.txt", "no such file or folder"),
-    (lambda folder: (folder / "names").mkdir(), "names", "a folder, not a file"),
-], ids=["missing", "folder"])
+    pytest.param(lambda folder: None, "missing.txt", "no such file or folder", id="missing"),
+    pytest.param(lambda folder: (folder / "names").mkdir(), "names", "a folder, not a file",
+                 id="folder", marks=needs_posix("a folder opened as a file is EISDIR (Windows "
+                                                "refuses it with EACCES, permission denied)")),
+])
 def test_an_input_that_is_not_a_file_is_one_line(make, name, reason, tmp_path, monkeypatch,
                                                  capsys):
     monkeypatch.chdir(tmp_path)
@@ -74,7 +78,8 @@ def test_an_input_without_documents_is_one_line(data, tmp_path, monkeypatch, cap
     assert line == "microgpt: blank.txt: no documents: it is empty, or only blank lines", line
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+@needs_posix("file modes (chmod 000 takes reading away)")
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                     reason="root reads a chmod 000 file anyway (the next test covers the line)")
 def test_an_input_you_cannot_read_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -314,6 +319,7 @@ def interrupted_when_printed(marker, args, folder):
     ("training", b"step ", [*TINY, "--num-steps", "1000000"]),
     ("sampling", HEADER.encode(), [*TINY, "--num-steps", "0", "--num-samples", "1000000"]),
 ], ids=["training", "sampling"])
+@needs_posix("a real SIGINT, sent once the output shows (preexec_fn, select() on a pipe)")
 def test_ctrl_c_exits_130_with_one_line(phase, marker, args, tmp_path):
     code, out, err = interrupted_when_printed(marker, args, tmp_path)
     evidence = f"during {phase}: exit {code}, stderr {err!r}, stdout ends {out[-100:]!r}"
@@ -332,6 +338,8 @@ def environment(buffering):
 
 
 @pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+@needs_posix("a write to a pipe whose reader has gone fails with EPIPE (on Windows it can fail "
+             "with EINVAL), and 141 is the status a shell gives SIGPIPE, 128 + 13")
 def test_a_pipe_closed_by_its_reader_ends_the_run_quietly_with_141(buffering, tmp_path):
     # As `| head -1` does: read one line, close. Buffered, the first line comes with the first
     # 8 KB, and a later flush fails; unbuffered, the next print fails. Samples from a model of
@@ -365,11 +373,10 @@ def run_with_streams(args, folder, stdout, stderr=subprocess.PIPE, preexec_fn=No
 
 
 @pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+@needs_dev_full
 def test_a_full_disk_as_stdout_is_one_line_without_exception_ignored(buffering, tmp_path):
     # Buffered, the output fails at the flush at the end of the run; unbuffered, at its first
     # line. Either way one line, and no second failure as Python flushes again on its way out.
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
     with open("/dev/full", "wb") as full:  # (no training: no report on stderr)
         result = run_with_streams(["--num-steps", "0", "--num-samples", "0", "--held-out", "0"],
                                   tmp_path, full, env=environment(buffering))
@@ -378,7 +385,11 @@ def test_a_full_disk_as_stdout_is_one_line_without_exception_ignored(buffering, 
     assert result.stderr == b"microgpt: no space left on the disk\n", evidence
 
 
-@pytest.mark.parametrize("stderr", ["closed", "full"])
+@pytest.mark.parametrize("stderr", [
+    pytest.param("closed", marks=needs_posix("a program started with its stderr closed "
+                                             "(preexec_fn)")),
+    pytest.param("full", marks=needs_dev_full),
+])
 def test_a_closed_or_full_stderr_does_not_stop_the_run(stderr, tmp_path, capsys):
     # Training and sampling, so that the run has its three reports to give on stderr
     names = write(tmp_path / "names.txt", NAMES_TEXT)
@@ -388,8 +399,6 @@ def test_a_closed_or_full_stderr_does_not_stop_the_run(stderr, tmp_path, capsys)
         result = run_with_streams(FAST, tmp_path, subprocess.PIPE, stderr=None,
                                   preexec_fn=lambda: os.close(2))
     else:
-        if not os.path.exists("/dev/full"):
-            pytest.skip("no /dev/full here")
         with open("/dev/full", "wb") as full:
             result = run_with_streams(FAST, tmp_path, subprocess.PIPE, stderr=full)
     assert result.returncode == 0, f"stderr {stderr}: exit {result.returncode}"
@@ -409,7 +418,7 @@ finally:
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux")
+@needs_linux("RLIMIT_AS, set in the child by preexec_fn, and /proc/self/status for the peak")
 @pytest.mark.skipif(PYPY, reason="PyPy's GC aborts the process ('couldn't allocate the next "
                                  "arena') instead of raising MemoryError")
 def test_running_out_of_memory_is_one_line(tmp_path):
@@ -452,8 +461,9 @@ def test_an_ascii_terminal_and_hangul_samples_is_one_line_naming_the_fix(tmp_pat
     full = run_script(args, tmp_path, env=dict(os.environ, PYTHONIOENCODING="utf-8"))
     assert full.returncode == 0, full.stderr.decode()
     result = run_script(args, tmp_path, env=dict(os.environ, PYTHONIOENCODING="ascii"))
-    err = result.stderr.decode("ascii")  # stderr in ASCII shows the letter as an escape
-    evidence = f"exit {result.returncode}, stderr {err!r}, stdout {result.stdout!r}"
+    err = printed(result.stderr).decode("ascii")  # stderr in ASCII shows the letter as an escape
+    out, full_out = printed(result.stdout), printed(full.stdout)
+    evidence = f"exit {result.returncode}, stderr {err!r}, stdout {out!r}"
     assert result.returncode == 1 and "Traceback" not in err, evidence
     match = re.fullmatch(r"microgpt: the output cannot show '(\\u[0-9a-f]{4})': "
                          r"set PYTHONIOENCODING=utf-8\n", err)
@@ -461,8 +471,8 @@ def test_an_ascii_terminal_and_hangul_samples_is_one_line_naming_the_fix(tmp_pat
     letter = match.group(1).encode("ascii").decode("unicode_escape")
     # stdout as far as the run got: the UTF-8 run's output up to the sample that needs the
     # letter named, which is its first letter outside ASCII
-    assert full.stdout.startswith(result.stdout), evidence
-    next_line = full.stdout[len(result.stdout):].decode().split("\n")[0]
+    assert full_out.startswith(out), evidence
+    next_line = full_out[len(out):].decode().split("\n")[0]
     assert next_line.startswith("sample "), (evidence, next_line)
     assert [ch for ch in next_line if ord(ch) > 127][0] == letter, (next_line, letter)
 

@@ -14,7 +14,7 @@ import pytest
 
 import microgpt
 from helpers import (INPUT, NAMES, NAMES_TEXT, configure, copy_of_microgpt, doc_loss, encode,
-                     run_main, run_script, write)
+                     printed, run_main, run_script, write)
 
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
 LINE = re.compile(r"^microgpt: mean loss on (\d+) documents never trained on \(the list's "
@@ -50,20 +50,21 @@ def mean_loss(docs, model_path):
 @pytest.mark.parametrize("steps", [30, 60])
 def test_the_means_are_the_loss_of_the_named_documents_the_same_at_any_step_count(
         steps, tmp_path):
-    """At 30 and at 60 steps, the held-out mean is that of the same 200 documents, the last of
-    the shuffled input.txt, and the other is that of the documents training took last."""
-    run = run_script(["--input", INPUT, *SMALL, "--num-steps", str(steps), "--save", "m.json"],
-                     cwd=tmp_path)
-    err = run.stderr.decode("utf-8")
+    """At 30 and at 60 steps, the held-out mean is that of the same 50 documents, the last of
+    the shuffled input.txt, and the other is that of the documents training took last (at 60
+    steps, the last 50 of the 60)."""
+    run = run_script(["--input", INPUT, *SMALL, "--num-steps", str(steps), "--held-out", "50",
+                      "--save", "m.json"], cwd=tmp_path)
+    err = printed(run.stderr).decode("utf-8")
     assert run.returncode == 0, err
     docs = shuffled(INPUT)
     held, held_mean, trained, trained_mean = held_out_line(err)
-    assert (held, trained) == ("200", str(min(200, steps))), err
-    expected_held = mean_loss(docs[-200:], tmp_path / "m.json")
-    expected_trained = mean_loss(docs[max(0, steps - 200):steps], tmp_path / "m.json")
+    assert (held, trained) == ("50", str(min(50, steps))), err
+    expected_held = mean_loss(docs[-50:], tmp_path / "m.json")
+    expected_trained = mean_loss(docs[max(0, steps - 50):steps], tmp_path / "m.json")
     assert (held_mean, trained_mean) == (f"{expected_held:.4f}", f"{expected_trained:.4f}"), (
-        f"the line says {held_mean} and {trained_mean}; a forward pass on the last 200 documents "
-        f"gives {expected_held!r}, on the {steps} trained on, {expected_trained!r}")
+        f"the line says {held_mean} and {trained_mean}; a forward pass on the last 50 documents "
+        f"gives {expected_held!r}, on the last {trained} trained on, {expected_trained!r}")
 
 
 def test_it_changes_nothing_else_and_zero_turns_it_off(tmp_path):
@@ -75,7 +76,7 @@ def test_it_changes_nothing_else_and_zero_turns_it_off(tmp_path):
     for held_out in ("8", "0"):
         run = run_script(["--input", str(names), *SMALL, "--num-steps", "20", "--held-out",
                           held_out, "--save", f"m{held_out}.json"], cwd=tmp_path)
-        err = run.stderr.decode("utf-8")
+        err = printed(run.stderr).decode("utf-8")
         assert run.returncode == 0, err
         assert ("mean loss on 8 documents never trained on" in err) == (held_out == "8"), err
         outputs[held_out] = (run.stdout, (tmp_path / f"m{held_out}.json").read_bytes())
@@ -115,5 +116,5 @@ def test_the_plain_code_computes_the_same_figure(how, tmp_path):
         plain = run_script(args, cwd=tmp_path, script=copy_of_microgpt(tmp_path, edited_dot))
         assert b"dot edited" in plain.stderr, plain.stderr
     assert fast.returncode == plain.returncode == 0, (fast.stderr, plain.stderr)
-    lines = [held_out_line(run.stderr.decode("utf-8")) for run in (fast, plain)]
+    lines = [held_out_line(printed(run.stderr).decode("utf-8")) for run in (fast, plain)]
     assert lines[0] == lines[1], f"fast: {lines[0]}, {how}: {lines[1]}"

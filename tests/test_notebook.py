@@ -1,6 +1,7 @@
-"""microgpt.py runs in a notebook (issue 19): pasted into a cell, it trains and samples with the
-defaults; `%run microgpt.py` takes flags; `import microgpt` and main([...]) work. With a real
-Jupyter kernel (nbclient and ipykernel, test-only tools) running this interpreter.
+"""microgpt.py runs in a notebook (README.md, In a notebook): pasted into a cell, it trains and
+samples with the defaults; `%run microgpt.py` takes flags; `import microgpt` and main([...])
+work. With a real Jupyter kernel (nbclient and ipykernel, test-only tools) running this
+interpreter.
 
 One notebook of three cells, so one kernel start (about 3 s here), each cell's output checked on
 its own. The folder's input.txt holds a few one-letter names, so that the defaults' 1,000 steps

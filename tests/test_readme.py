@@ -5,14 +5,15 @@ sections and definitions, and CI runs the test command it gives."""
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import microgpt
-from helpers import (INPUT, NAMES_TEXT, REPO, SCRIPT, copy_of_microgpt, golden, run_main,
-                     run_script, write)
+from helpers import (INPUT, NAMES_TEXT, REPO, SCRIPT, copy_of_microgpt, golden, printed,
+                     run_main, run_script, write)
 
 with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
     README = f.read()
@@ -87,8 +88,9 @@ def test_the_first_runs_excerpt_is_the_reference_output():
 
 @pytest.mark.slow
 def test_the_default_runs_reports_are_what_the_readme_shows(default_run):
-    """The two lines on standard error after the default run are README's, character for
-    character, and so are the first and last twentieth's means in the text around them."""
+    """The three lines on standard error after the default run are README's, character for
+    character, and so are the means it quotes from them: the first and last twentieth's, the
+    held-out loss and the loss on the names trained on last."""
     _, err, code, _ = default_run
     assert code == 0, err
     shown = code_blocks("Quick start")[2]
@@ -96,6 +98,10 @@ def test_the_default_runs_reports_are_what_the_readme_shows(default_run):
     first, last = re.search(r": (\d\.\d{4}) \S+ (\d\.\d{4})\n", err).groups()
     assert f"first twentieth's mean ({first})" in section("What the loss means")
     assert f"last's ({last})" in section("What the loss means")
+    held, trained = re.search(r"\): (\d\.\d{4}); on the 200 it trained on last: (\d\.\d{4})\n",
+                              err).groups()
+    assert f"{held} on names never seen and {trained} on names just learned" in section(
+        "What the loss means"), (held, trained)
 
 
 def examples(title):
@@ -120,7 +126,7 @@ def test_the_saved_models_samples_prompts_and_errors_are_what_the_readme_shows(d
         if "--save" in args:
             continue  # the default run itself, which made model.json
         result = run_script(args, cwd=folder)
-        out, err = result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+        out, err = printed(result.stdout).decode("utf-8"), printed(result.stderr).decode("utf-8")
         if shown.startswith("...\n"):  # an error: README shows its last line
             assert err.splitlines()[-1] == shown.splitlines()[-1], (args, err)
         else:
@@ -136,10 +142,12 @@ def test_the_inspection_of_emma_is_the_default_models(default_run):
     _, _, _, folder = default_run
     shown = code_blocks("Look inside")[0]
     out = run_script(["--load", "model.json", "--num-samples", "0", "--inspect", "emma"],
-                     cwd=folder).stdout.decode("utf-8")
+                     cwd=folder).stdout
+    out = printed(out).decode("utf-8")
     assert out.endswith(shown), f"README shows:\n{shown}\nthe program printed:\n{out}"
     quinn = run_script(["--load", "model.json", "--num-samples", "0", "--inspect", "quinn"],
-                       cwd=folder).stdout.decode("utf-8")
+                       cwd=folder).stdout
+    quinn = printed(quinn).decode("utf-8")
     quoted = re.findall(r"\(?(0\.\d{2,4})\)?", section("Look inside").split("How to read it")[1])
     for number in quoted:
         assert number in out or number in quinn, f"README quotes {number}, which no run shows"
@@ -148,7 +156,7 @@ def test_the_inspection_of_emma_is_the_default_models(default_run):
 def test_the_readmes_error_examples_are_what_the_program_says(tmp_path, capsys):
     """Each error of README's Errors section is the line the program writes for that case."""
     (tmp_path / "data.bin").write_bytes(b"ann\n\xff\xfebob\n")
-    os.symlink(INPUT, tmp_path / "input.txt")
+    shutil.copyfile(INPUT, tmp_path / "input.txt")
     shown = dict(re.findall(r"^\$ python microgpt\.py (.*)\n(?:.*\n)*?(microgpt: .*?)\s+\(exit",
                             code_blocks("Errors")[0], flags=re.M))
     assert len(shown) == 4, shown
@@ -160,9 +168,9 @@ def test_the_readmes_error_examples_are_what_the_program_says(tmp_path, capsys):
             with open("/dev/full", "w") as full:
                 err = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, stdout=full,
                                      stderr=subprocess.PIPE, timeout=120).stderr
-        else:
-            continue  # no full device here to show it on
-        assert err.decode("utf-8").splitlines()[-1] == line, (command, err)
+        else:  # (README says /dev/full is Linux's; elsewhere that example cannot be run)
+            continue
+        assert printed(err).decode("utf-8").splitlines()[-1] == line, (command, err)
 
 
 def test_the_reading_table_names_the_files_sections_in_order_and_their_definitions():
@@ -228,7 +236,7 @@ def test_the_numbers_that_blow_up_say_what_the_readme_quotes(flags, quoted, tmp_
     assert f"(`{flags[0]} {flags[1]}`)" in section("Errors") or f"`{flags[0]} {flags[1]}`" in (
         section("Errors")), f"README does not name {flags[:2]}"
     assert f"`{quoted}`" in section("Errors"), f"README does not quote {quoted!r}"
-    os.symlink(INPUT, tmp_path / "input.txt")
+    shutil.copyfile(INPUT, tmp_path / "input.txt")
     err = run_script(flags, cwd=tmp_path).stderr.decode("utf-8")
     assert err.splitlines()[-1] == f"microgpt: {quoted}", err
 

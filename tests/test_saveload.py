@@ -5,7 +5,9 @@ saving changes nothing on stdout; a loaded model samples what the saving run sam
 --seed, --temperature and --num-samples still apply to it, while the flags a model fixes cannot
 go with it; a prompt starts every sample, and a prompt that cannot be is one line before any
 training; a bad model file is one line saying what is wrong, and nothing in a file acts as a
-flag; a save is whole or nothing, even when the process is killed while it writes."""
+flag; a save is whole or nothing, even when the process is killed while it writes. (The claims
+that need POSIX carry a mark from helpers, and are skipped elsewhere with the reason.)"""
+import errno
 import json
 import os
 import random
@@ -20,7 +22,7 @@ import pytest
 
 import microgpt
 from helpers import (HEADER, NAMES, NAMES_TEXT, REPO, SCRIPT, assert_one_error_line, configure,
-                     quietly, run_main, run_quietly, sample_texts, write)
+                     needs_posix, quietly, run_main, run_quietly, sample_texts, write)
 
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-steps", "5"]
 SAMPLING = ["--num-samples", "6", "--temperature", "0.9"]
@@ -366,7 +368,13 @@ def bad_file(make, saved, folder):
     return path
 
 
-@pytest.mark.parametrize("kind", BAD_FILES)
+# The bad files whose line holds only on POSIX
+POSIX_ONLY = {"a folder": needs_posix("a folder opened as a file is EISDIR (Windows refuses it "
+                                      "with EACCES, permission denied)")}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=POSIX_ONLY.get(kind, ()))
+                                  for kind in BAD_FILES])
 def test_a_bad_model_file_is_one_line_saying_what_is_wrong(kind, saved, tmp_path, capsys):
     path = bad_file(BAD_FILES[kind][0], saved, tmp_path)
     before = sorted(os.listdir(tmp_path))
@@ -375,6 +383,7 @@ def test_a_bad_model_file_is_one_line_saying_what_is_wrong(kind, saved, tmp_path
     assert sorted(os.listdir(tmp_path)) == before, "a bad model file made a file"
 
 
+@needs_posix("the peak memory, from resource.getrusage()")
 def test_a_file_claiming_a_million_layers_costs_no_memory_to_refuse(saved, tmp_path):
     # Checked against the shapes of the layers it holds, not the million it claims (which, as
     # 6 million names of matrices, would take about a gigabyte). In a fresh interpreter, so
@@ -428,6 +437,11 @@ def test_a_vocabulary_that_reads_like_a_flag_is_only_letters(saved, tmp_path, ca
 
 # A save is whole or nothing
 
+# The exit status Popen.kill() leaves: killed by SIGKILL on POSIX; on Windows, TerminateProcess
+# with status 1
+KILLED = -signal.SIGKILL if os.name == "posix" else 1
+
+
 def test_a_save_killed_midway_leaves_the_earlier_file_whole(saved, tmp_path, capsys):
     target = tmp_path / "model.json"
     shutil.copy(saved.path, target)
@@ -456,10 +470,10 @@ def test_a_save_killed_midway_leaves_the_earlier_file_whole(saved, tmp_path, cap
             else:
                 time.sleep(0.001)
     finally:
-        run.send_signal(signal.SIGKILL)  # no clean-up can run
+        run.kill()  # no clean-up can run
         run.wait()
     assert seen is not None, f"the run ended (status {run.returncode}) before its save was seen"
-    assert run.returncode == -signal.SIGKILL, f"saw {seen}, but the run ended {run.returncode}"
+    assert run.returncode == KILLED, f"saw {seen}, but the run ended {run.returncode}"
     # Whole: the earlier file as it was; or, had the watch been so late (a busy machine) that
     # the kill came after the new file was renamed into place, the new file, which loads
     after = target.read_bytes()
@@ -472,8 +486,9 @@ def test_a_save_killed_midway_leaves_the_earlier_file_whole(saved, tmp_path, cap
 
 
 def folder_not_to_write_to(tmp_path):
-    """A folder in which this process may not make a file, or None: a folder without write
-    permission, unless this process may write anyway (root may), then Linux's /sys."""
+    """A folder in which this process may not make a file (EACCES: permission denied), or None:
+    a folder without write permission, unless this process may write anyway (root may), then
+    Linux's /sys. (Any other failure, such as no /sys at all, does not count.)"""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -481,8 +496,9 @@ def folder_not_to_write_to(tmp_path):
         try:
             open(os.path.join(folder, "probe"), "w").close()
             os.remove(os.path.join(folder, "probe"))
-        except OSError:
-            return folder
+        except OSError as e:
+            if e.errno == errno.EACCES:
+                return folder
     return None
 
 
@@ -495,7 +511,17 @@ SAVE_PATHS = {  # where --save points, and what the one line says of it
 }
 
 
-@pytest.mark.parametrize("where", list(SAVE_PATHS))
+# The paths whose line holds only on POSIX (the rest hold on Windows too: there os.devnull, nul,
+# is a device that exists and is not a file)
+POSIX_ONLY_PATHS = {
+    "a file as its folder": needs_posix("a file taken for a folder is ENOTDIR (Windows says the "
+                                        "path does not exist, ENOENT)"),
+    "a folder it may not write to": needs_posix("file modes (chmod 500 takes writing away)"),
+}
+
+
+@pytest.mark.parametrize("where", [pytest.param(where, marks=POSIX_ONLY_PATHS.get(where, ()))
+                                   for where in SAVE_PATHS])
 def test_a_save_path_that_cannot_take_a_file_is_one_line_before_training(where, tmp_path,
                                                                          capsys):
     """--save is checked before any training: a path in a folder that does not exist, under a
@@ -520,12 +546,12 @@ def test_a_save_path_that_cannot_take_a_file_is_one_line_before_training(where, 
     assert os.listdir(tmp_path / "models") == []
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
+@needs_posix("a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored), set in the child by preexec_fn")
 def test_a_save_that_fails_midway_is_one_line_and_leaves_no_file(saved, tmp_path):
     """A save whose writes fail midway (here: a file size limit, which makes a write past 2 KB
     fail, as a full disk would) is one line and leaves neither a part file nor model.json; the
     run's stdout holds its training, and no samples (the save comes first)."""
-    import resource  # POSIX only, as the skip says
+    import resource  # POSIX only, as the mark says
 
     def limit_file_size():  # in the child: writes past 2 KB fail (EFBIG) instead of killing it
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
