@@ -554,8 +554,10 @@ held_out = 200
 def number_type(kind, low, above=False):
     def number(text):
         value = kind(text)
+        # (-inf < value < inf, not math.isfinite, which fails on an int too large for a float)
         if not (-math.inf < value < math.inf and (value > low if above else value >= low)):
-            raise argparse.ArgumentTypeError(f"{text}: not a number {'>' if above else '>='} {low}")
+            sign = ">" if above else ">="
+            raise argparse.ArgumentTypeError(f"{text}: not a number {sign} {low}")
         return value
     return number
 
@@ -568,7 +570,7 @@ FLAGS = [  # each flag, the setting it sets, its placeholder in --help, its type
     ("--n-head", "n_head", "N", number_type(int, 1), "attention heads; must divide --n-embd"),
     ("--block-size", "block_size", "N", number_type(int, 1), "context size; longer names are cut"),
     ("--num-steps", "num_steps", "N", number_type(int, 0), "training steps, one document each"),
-    ("--learning-rate", "learning_rate", "LR", number_type(float, 0), "Adam's first learning rate"),
+    ("--learning-rate", "learning_rate", "LR", number_type(float, 0), "learning rate at step 1"),
     ("--temperature", "temperature", "T", number_type(float, 0, True), "sampling temperature"),
     ("--num-samples", "num_samples", "N", number_type(int, 0), "names to sample after training"),
     ("--held-out", "held_out", "N", number_type(int, 0), "documents kept out of training, scored"),
@@ -635,22 +637,8 @@ def save_model(path, uchars, state_dict):
     model = {"microgpt": MODEL_VERSION, "model_args": {name: globals()[name] for name in SHAPE},
              "sampling": {"temperature": temperature, "num_samples": num_samples},
              "uchars": "".join(uchars), "random_state": random.getstate(), "state_dict": weights}
-    with whole_or_nothing(path) as part:
-        with open(part, "w", encoding="utf-8") as f:
-            json.dump(model, f, indent=1)  # each float as repr writes it: exactly
-
-
-# {name: (rows, columns)} of each matrix, as init_params makes them, for at most most_layers
-# layers (so that a file that claims a million layers costs nothing to check)
-def model_shapes(args, vocab_size, most_layers):
-    n = args["n_embd"]
-    shapes = {"wte": (vocab_size, n), "wpe": (args["block_size"], n), "lm_head": (vocab_size, n)}
-    for i in range(min(args["n_layer"], most_layers)):
-        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
-            shapes[f"layer{i}.{name}"] = (n, n)
-        shapes[f"layer{i}.mlp_fc1"] = (4 * n, n)
-        shapes[f"layer{i}.mlp_fc2"] = (n, 4 * n)
-    return shapes
+    with whole_or_nothing(path) as part, open(part, "w", encoding="utf-8") as f:
+        json.dump(model, f, indent=1)  # each float as repr writes it: exactly
 
 
 # A model file as --save writes it: its settings, uchars and state_dict, and its random state,
@@ -682,7 +670,15 @@ def load_model(path):
         random.setstate((state[0], tuple(state[1]), state[2]))
     except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         check(False, "random_state is not a state of Python's random numbers")
-    shapes = model_shapes(args, len(uchars) + 1, len(found) if isinstance(found, dict) else 0)
+    # {name: (rows, columns)} of each matrix, as init_params makes them, for no more layers than
+    # the file holds (so that a file that claims a million layers costs nothing to check)
+    n, vocab_size = args["n_embd"], len(uchars) + 1
+    shapes = {"wte": (vocab_size, n), "wpe": (args["block_size"], n), "lm_head": (vocab_size, n)}
+    for i in range(min(args["n_layer"], len(found) if isinstance(found, dict) else 0)):
+        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{name}"] = (n, n)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * n, n)
+        shapes[f"layer{i}.mlp_fc2"] = (n, 4 * n)
     # Each matrix: a list of rows, each a list of cols finite floats, as save_model writes them
     check(isinstance(found, dict) and sorted(found) == sorted(shapes) and all(
           isinstance(found[name], list) and len(found[name]) == rows and all(
@@ -754,9 +750,8 @@ def inspect_model(text, uchars, BOS, state_dict):
         print("  ".join(cell + " " * (col - width(cell)) for cell in cells).rstrip())
 
     def recording_softmax(logits):  # (a softmax you add to gpt() would upset the tables)
-        weights = real_softmax(logits)
-        recorded.append([w.data for w in weights])
-        return weights
+        recorded.append(real_softmax(logits))
+        return recorded[-1]
 
     globals()["softmax"] = recording_softmax
     try:
@@ -777,9 +772,9 @@ def inspect_model(text, uchars, BOS, state_dict):
         for h in range(n_head):
             print(f"\nattention, layer {li}, head {h}: how much each row takes from each column")
             line("", *(shown(t) for t in tokens[:len(losses)]))
-            for i in range(len(losses)):
-                weights = recorded[i * per_position + li * n_head + h]
-                line(shown(tokens[i]), *(f"{w:.2f}" for w in weights))
+            # this head's weights at each position: every per_position-th softmax, from its first
+            for i, weights in enumerate(recorded[li * n_head + h::per_position]):
+                line(shown(tokens[i]), *(f"{w.data:.2f}" for w in weights))
     return loss.data  # (for the tests, which check it to the last bit)
 
 
@@ -788,11 +783,13 @@ def inspect_model(text, uchars, BOS, state_dict):
 # as many that it trained on, the last ones it saw. A model that learns its training documents
 # by heart, rather than what names are like, scores well on those alone.
 def held_out_report(docs, uchars, BOS, state_dict):
-    k, trained = min(held_out, len(docs)), docs[max(0, num_steps - held_out):num_steps]
-    if num_steps > len(docs) - k:
+    k = min(held_out, len(docs))  # the held-out documents are docs[-k:]
+    if num_steps > len(docs) - k:  # training took docs[0], docs[1], ..., docs[num_steps - 1]
         return f"no held-out loss: training reached the last {k} documents (see --held-out)"
+    trained = docs[max(0, num_steps - k):num_steps]  # the last k (or fewer) it trained on
 
     def mean_loss(part):  # the mean over part of the loss train() computes for a document
+        # (forward()'s fourth result is the document's loss)
         return sum(forward(doc, uchars, BOS, state_dict)[3].data for doc in part) / len(part)
 
     held = mean_loss(docs[-k:])
@@ -802,8 +799,9 @@ def held_out_report(docs, uchars, BOS, state_dict):
     return f"{report}; on the {len(trained)} it trained on last: {mean_loss(trained):.4f}"
 
 
-# What main() advises, should the numbers blow up: run() sets it for each phase of the run
-advice = ""
+# What main() advises, should the numbers blow up: training's advice, until run() changes it
+# for sampling and what comes after
+advice = "try a smaller --learning-rate"
 
 
 # The post's program, in its order, with the settings of the flags or of a model file
@@ -834,11 +832,13 @@ def run(given):
 
     if not load_path:
         state_dict, params = init_params(vocab_size)
-        advice = "try a smaller --learning-rate"
         step_losses = train(docs, uchars, BOS, state_dict, params)
         if save_path:
             save_model(save_path, uchars, state_dict)
-    if dot is fused_dot:  # (fast) nothing calls backward() from here on: dot() need not record
+    # Nothing calls backward() from here on, so dot() need not record the graph: if the
+    # Efficiency section is in place, its dot_without_graph() stands in (till efficiency() puts
+    # the plain dot() back, as the run ends)
+    if dot is fused_dot:
         globals()["dot"] = dot_without_graph
     advice = "try a larger --temperature"
     with prompted(uchars, vocab_size):
@@ -850,7 +850,7 @@ def run(given):
         tell(held_out_report(docs, uchars, BOS, state_dict))
     if step_losses and samples:
         known = [sample for sample in samples if sample in docs]
-        tell(f"samples also in the training data: {', '.join(known) or 'none'}")
+        tell(f"samples also in the input file: {', '.join(known) or 'none'}")
     if inspect_text:
         inspect_model(inspect_text, uchars, BOS, state_dict)
 

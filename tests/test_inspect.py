@@ -28,7 +28,7 @@ TWO_LAYERS = dict(n_layer=2, n_embd=8, n_head=2, block_size=8)
 UCHARS = "".join(sorted(set("".join(NAMES))))
 BLOCKS = "▁▂▃▄▅▆▇█"
 TREND = "microgpt: mean loss by twentieths of training: "
-KNOWN = "microgpt: samples also in the training data: "
+KNOWN = "microgpt: samples also in the input file: "
 HELD = "microgpt: mean loss on "
 
 

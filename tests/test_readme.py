@@ -5,6 +5,7 @@ sections and definitions, and CI runs the test command it gives."""
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -111,14 +112,15 @@ def examples(title):
     for block in code_blocks(title):
         for command, shown in re.findall(r"^\$ python microgpt\.py (.*)\n((?:(?!\$ ).*\n?)*)",
                                          block, flags=re.M):
-            found.append((command.split(), shown))
+            found.append((shlex.split(command), shown))
     return found
 
 
 @pytest.mark.slow
 def test_the_saved_models_samples_prompts_and_errors_are_what_the_readme_shows(default_run):
     """README's examples with the default run's saved model (--load, --prompt, a flag that cannot
-    go with --load) print what README shows: standard output, or the last line of stderr."""
+    go with --load) and of prompts it cannot take print what README shows: standard output, or
+    the last line of stderr."""
     _, _, code, folder = default_run
     assert code == 0
     checked = 0
@@ -127,12 +129,13 @@ def test_the_saved_models_samples_prompts_and_errors_are_what_the_readme_shows(d
             continue  # the default run itself, which made model.json
         result = run_script(args, cwd=folder)
         out, err = printed(result.stdout).decode("utf-8"), printed(result.stderr).decode("utf-8")
-        if shown.startswith("...\n"):  # an error: README shows its last line
+        if shown.startswith(("...\n", "microgpt: ")):  # an error: README shows its last line
             assert err.splitlines()[-1] == shown.splitlines()[-1], (args, err)
+            assert result.returncode != 0, (args, result.returncode)
         else:
             assert out == shown, f"{args}: README shows\n{shown}\nthe program printed\n{out}"
         checked += 1
-    assert checked == 3
+    assert checked == 5
 
 
 @pytest.mark.slow
