@@ -72,11 +72,14 @@ def efficient():
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
     """With pytest-xdist installed, the tests run side by side on every core, as `-n auto` has
-    them, unless the command line says otherwise (-n 0, -p no:xdist), or asks for a debugger or
-    for the tests' own output (--pdb, -s), which need one process. pytest alone runs them one by
-    one. (Run before pytest-xdist reads its options; pytest-xdist's own workers are left alone.)"""
+    them, unless the command line says otherwise (-n 0, -p no:xdist), or asks for a debugger,
+    for the tests' own output or to stop at a failure (--pdb, -s, -x or --maxfail=N), which need
+    one process: -x then stops at the first failure in the order the tests are written (README,
+    Break it to learn it). pytest alone runs them one by one. (Run before pytest-xdist reads its
+    options; pytest-xdist's own workers are left alone.)"""
     if (config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None
             and not config.option.usepdb and config.option.capture != "no"
+            and not config.option.maxfail  # (None or 0 unless -x or --maxfail, as pytest reads it)
             and "PYTEST_XDIST_WORKER" not in os.environ):
         config.option.numprocesses = "auto"
 
