@@ -6,10 +6,15 @@ Read it beside the post. The sections below follow the post's listings, in the s
 with the same names; where this file adds something, a comment says "Not in the post". After
 them come an Efficiency section and the plumbing (the command line, saving, loading, errors).
 
-Run it with: python microgpt.py. A run uses the code you read, except for five small pieces
-that the Efficiency section swaps for faster ones giving exactly the same numbers. Once you edit
-one of those five, the run uses the code you read for them too (and says so, as it is then
-about ten times slower)."""
+Run it with: python microgpt.py. A run uses the code you read, except that dot(), softmax() and
+Value's +, * and backward() are swapped for faster versions (the Efficiency section) that give
+exactly the same numbers. Change the code of one of those (a comment does not count), and the
+run uses all of them as you wrote them, about 14 times slower, and says so.
+
+Besides what the post prints, a run writes three lines to standard error after sampling: the
+mean loss as training went, the loss on names it never trained on beside names it did (close
+numbers mean it learned what names are like, not the names by heart), and which made-up names
+are real ones from the input."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
 import os      # os.path.exists, to see whether input.txt is there yet (the plumbing uses more)
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
@@ -38,13 +43,14 @@ def load_docs(path):
     # As in the post: if input.txt is missing, download the list of names into it
     if path == "input.txt" and not os.path.exists(path):
         import urllib.request  # here, as in the post: most runs never need it
-        # Not in the post: only input.txt is downloaded (a missing file of another name is more
-        # likely a typo), and the download becomes input.txt only once it is whole (see
-        # whole_or_nothing, in the plumbing), so a download cut off midway leaves no half list.
+        # (Not in the post: the download goes to a file of another name, renamed to input.txt
+        # only once it is whole, so that one cut off midway leaves no half list: see
+        # whole_or_nothing, in the plumbing. And only input.txt is downloaded: a missing file of
+        # another name is more likely a typo.)
         with whole_or_nothing(path) as part:
             urllib.request.urlretrieve(names_url, part)
-    # Not in the post: utf-8-sig drops a byte order mark, an invisible character that some
-    # editors put at the start of a file, so that it does not stick to the first name.
+    # (Not in the post: utf-8-sig drops a byte order mark, an invisible character that some
+    # editors put at the start of a file, so that it does not stick to the first name.)
     with open(path, encoding="utf-8-sig") as f:
         docs = [line.strip() for line in f if line.strip()]  # the non-blank lines, trimmed
     random.shuffle(docs)
@@ -83,6 +89,7 @@ class Value:
     def __add__(self, other):
         # A plain number is wrapped in a Value with no children: a constant
         other = other if isinstance(other, Value) else Value(other)
+        # d(a+b)/da and d(a+b)/db are both 1
         return Value(self.data + other.data, (self, other), (1, 1))
 
     def __mul__(self, other):
@@ -135,12 +142,13 @@ class Value:
 n_layer = 1      # how many transformer blocks, one after the other: the depth
 n_embd = 16      # how many numbers stand for a token at a position: the width
 block_size = 16  # the longest context: BOS, then up to 15 letters (the longest name has 15)
-n_head = 4       # attention heads; each works on its own n_embd // n_head slice of q, k and v
+n_head = 4       # attention heads; each works on its own slice of q, k and v, head_dim numbers
+# (head_dim = n_embd // n_head: gpt() computes it, as the flags may change n_embd and n_head)
 
 
 def matrix(nout, nin, std=0.08):
-    # nout rows of nin small random numbers (std 0.08 is the post's choice): at first, every
-    # next token gets about the same chance
+    # nout rows of nin small random numbers (std 0.08 is the post's choice): small, so that at
+    # first every logit is near 0, and softmax gives every next token about the same chance
     return [[Value(random.gauss(0, std)) for _ in range(nin)] for _ in range(nout)]
 
 
@@ -172,7 +180,8 @@ def init_params(vocab_size):
 # reads them from a global name.)
 
 # Not in the post: a name for the sum of products that linear(), rmsnorm() and attention all
-# compute (the post writes it out each time). The same products, added in the same order.
+# compute (the post writes it out each time). The same products, added in the same order (in
+# floating point, another order could change the last bit).
 def dot(a, b):  # a[0]*b[0] + a[1]*b[1] + ...
     return sum(ai * bi for ai, bi in zip(a, b))
 
@@ -208,18 +217,19 @@ def gpt(token_id, pos_id, keys, values, state_dict):
     # Added, not put side by side: the width stays n_embd, and training learns to keep both in
     # the same numbers
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
-    # The original program marks this line "not redundant", though each block norms its input
-    # again: a block's rmsnorm applies only to the copy that the block works on, while this x
-    # itself is carried on, by the residual connections (below), to the logits, and its gradient
-    # comes back the same way.
+    # The post marks this line "not redundant", though each block normalizes its input again:
+    # a block normalizes only the copy of x that it works on, while this x itself is carried,
+    # through the residual additions below, all the way to the logits (and its gradient comes
+    # back the same way).
     x = rmsnorm(x)
 
     for li in range(n_layer):
         # 1) Multi-head attention: this position takes in what it needs from itself and the
-        # positions before it. The cache holds no later position, and that makes it causal.
-        # Each head has its own slice of q, k and v, so each can look at other positions for
-        # reasons of its own (in the trained model, --inspect shows a head that looks at the
-        # start of the name, and one that looks at the letter before).
+        # positions before it. The cache holds no later position, so a position never sees the
+        # letters after it (attention is "causal"). Each head has its own slice of q, k and v,
+        # so each can look at other positions for reasons of its own (in the default run's
+        # model, --inspect shows a head that looks at the start of the name, and one that looks
+        # at the letter before).
         x_residual = x
         x = rmsnorm(x)
         q = linear(x, state_dict[f"layer{li}.attn_wq"])  # what this position looks for
@@ -270,8 +280,9 @@ def gpt(token_id, pos_id, keys, values, state_dict):
 # Training: show the model one document at a time, and nudge every parameter so that the
 # document becomes a little more likely. Adam is the optimizer that does the nudging.
 num_steps = 1000      # training steps, one document each (so 1,000 of the 32,033 names)
-learning_rate = 0.01  # the size of Adam's steps at first; it falls linearly toward 0, so that
-# the last steps only fine-tune
+# The size of Adam's steps at first; it falls linearly toward 0, so that the last steps only
+# fine-tune
+learning_rate = 0.01
 # Adam keeps two running means, and at each step keeps this share of each (the rest is the new
 # gradient's). The usual values are 0.9 and 0.999; smaller ones forget the past sooner (with
 # 0.999, the squared gradients would be averaged over about 1,000 steps: this whole run).
@@ -355,8 +366,9 @@ def inference(uchars, BOS, vocab_size, state_dict):
         token_id = BOS
         sample = []
         for pos_id in range(block_size):
-            # The Values still record how they were computed, though nothing calls backward():
-            # each graph is simply freed when the next sample starts.
+            # As written, the Values still record how they were computed, though nothing calls
+            # backward(): each graph is simply freed when the next sample starts. (A fast run
+            # skips that work: see dot_without_graph, in the Efficiency section.)
             logits = gpt(token_id, pos_id, keys, values, state_dict)
             probs = softmax([logit / temperature for logit in logits])
             # Not in the post: a check. If the numbers blew up (the model's, or the logits
@@ -373,15 +385,13 @@ def inference(uchars, BOS, vocab_size, state_dict):
     return samples
 
 
-# Efficiency: the algorithm is complete above this line, and a reader may stop here. As the post
-# says, everything else is just efficiency. This section is a miniature of what the post's "Real
-# stuff" section calls fused kernels: one graph node (fused_dot, fused_softmax's total) does the
-# work of many, and gives the same numbers, to the last bit. A run puts these in place of the
-# plain code above while it lasts (efficiency(), below), unless that code was edited: then the
-# run uses the code as you edited it, about 10 times slower. (So a debugger's breakpoint in dot()
-# or Value.__add__ stops there only with --plain, or once you edit them; and functions you call
-# yourself, from a Python shell, run as written.) Each device says why its numbers are the same;
-# the project's tests (tests/test_efficiency.py) check it, bit for bit.
+# Efficiency: the algorithm is complete above this line, and you may stop reading here.
+#
+# As the post says, everything else is just efficiency. This section is a miniature of what the
+# post's "Real stuff" section calls fused kernels: one graph node (fused_dot, fused_softmax's
+# total) does the work of many, with the same numbers to the last bit. A run swaps these in for
+# the plain code above, unless you changed that code (efficiency(), below). Each device says why
+# its numbers are the same, and the project's tests (tests/test_efficiency.py) check it.
 # (noqa: E402 tells the linter that these imports come after code on purpose.)
 import contextlib  # noqa: E402
 import gc  # noqa: E402
@@ -501,6 +511,8 @@ def edited():  # the names of the plain functions whose code is not as shipped
 # While a run lasts, the faster versions above stand in for the plain code, and CPython's cycle
 # collector is off; afterwards everything is as it was. Not with --plain, nor once the plain
 # code is edited, so that the edit runs. It gives True if it put the faster versions in place.
+# (So a debugger's breakpoint in dot() or Value.__add__ stops there only with --plain, or once
+# you edit them; and functions you call yourself, from a Python shell, run as written.)
 @contextlib.contextmanager
 def efficiency(plain=False):
     changed = [] if plain else edited()
@@ -545,7 +557,8 @@ load_path = ""      # sample from this saved model instead of training (--load)
 inspect_text = ""   # after sampling, show what the model does with this text (--inspect)
 plain = False       # run the plain code as written, without the Efficiency section (--plain)
 # After training, the mean loss on the last held_out documents of the shuffled list, which the
-# run never trained on, beside the same on as many that it did train on (--held-out; 0: none)
+# run never trained on, beside the same on as many that it did train on (--held-out; 0: none;
+# see held_out_report)
 held_out = 200
 
 
@@ -573,7 +586,7 @@ FLAGS = [  # each flag, the setting it sets, its placeholder in --help, its type
     ("--learning-rate", "learning_rate", "LR", number_type(float, 0), "learning rate at step 1"),
     ("--temperature", "temperature", "T", number_type(float, 0, True), "sampling temperature"),
     ("--num-samples", "num_samples", "N", number_type(int, 0), "names to sample after training"),
-    ("--held-out", "held_out", "N", number_type(int, 0), "documents kept out of training, scored"),
+    ("--held-out", "held_out", "N", number_type(int, 0), "last documents, to score unseen"),
     ("--prompt", "prompt", "TEXT", str, "text that every sample starts with"),
     ("--save", "save_path", "FILE", str, "after training, save the model to this file"),
     ("--load", "load_path", "FILE", str, "sample from a saved model, without training"),
@@ -749,7 +762,8 @@ def inspect_model(text, uchars, BOS, state_dict):
     def line(*cells, col=max(4, max(width(shown(t)) for t in range(BOS + 1)))):
         print("  ".join(cell + " " * (col - width(cell)) for cell in cells).rstrip())
 
-    def recording_softmax(logits):  # (a softmax you add to gpt() would upset the tables)
+    # (The tables count on gpt() calling softmax for attention only, once per layer and head)
+    def recording_softmax(logits):
         recorded.append(real_softmax(logits))
         return recorded[-1]
 
@@ -778,10 +792,12 @@ def inspect_model(text, uchars, BOS, state_dict):
     return loss.data  # (for the tests, which check it to the last bit)
 
 
-# After training: the mean loss on documents the run never trained on, the last held_out of the
-# shuffled list (the same for every --num-steps that does not reach them), beside the same on
-# as many that it trained on, the last ones it saw. A model that learns its training documents
-# by heart, rather than what names are like, scores well on those alone.
+# After training: the mean loss on documents the run never trained on, beside the same on as
+# many that it did train on, the last ones it saw, on the same scale as the step lines. Close
+# numbers mean that the model learned what names are like; a much lower second number, that it
+# learned its training names by heart. Training takes docs[0], docs[1], ... one a step, so the
+# last held_out documents of the shuffled list are never trained on, unless --num-steps reaches
+# them, and they are the same for every --num-steps: runs can be compared on them.
 def held_out_report(docs, uchars, BOS, state_dict):
     k = min(held_out, len(docs))  # the held-out documents are docs[-k:]
     if num_steps > len(docs) - k:  # training took docs[0], docs[1], ..., docs[num_steps - 1]
@@ -843,12 +859,13 @@ def run(given):
     advice = "try a larger --temperature"
     with prompted(uchars, vocab_size):
         samples = inference(uchars, BOS, vocab_size, state_dict)
-    advice = "the model's weights are too large"
+    advice = "the model's weights are too large (train it with a smaller --learning-rate)"
     if step_losses:
         tell(f"mean loss by twentieths of training: {trend(step_losses)}")
     if docs and held_out:
         tell(held_out_report(docs, uchars, BOS, state_dict))
     if step_losses and samples:
+        # (a model that learned names by heart makes up many names it has seen)
         known = [sample for sample in samples if sample in docs]
         tell(f"samples also in the input file: {', '.join(known) or 'none'}")
     if inspect_text:
