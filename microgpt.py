@@ -9,7 +9,7 @@ them come an Efficiency section and the plumbing (the command line, saving, load
 Run it with: python microgpt.py. A run uses the code you read, except that dot(), softmax() and
 Value's +, * and backward() are swapped for faster versions (the Efficiency section) that give
 exactly the same numbers. Change the code of one of those (a comment does not count), and the
-run uses all of them as you wrote them, about 14 times slower, and says so.
+run uses all of them as you wrote them, 8 to 14 times slower, and says so.
 
 Besides what the post prints, a run writes three lines to standard error after sampling: the
 mean loss as training went, the loss on names it never trained on beside names it did (close
@@ -517,7 +517,7 @@ def edited():  # the names of the plain functions whose code is not as shipped
 def efficiency(plain=False):
     changed = [] if plain else edited()
     if changed:
-        tell(f"{', '.join(changed)} edited (or unreadable): the plain code runs, 15-20x slower")
+        tell(f"{', '.join(changed)} edited (or unreadable): the plain code runs, 8-14x slower")
     if plain or changed:
         yield False
         return

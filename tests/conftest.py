@@ -72,13 +72,14 @@ def efficient():
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
     """With pytest-xdist installed, the tests run side by side on every core, as `-n auto` has
-    them, unless the command line says otherwise (-n 0, -p no:xdist), or asks for a debugger,
-    for the tests' own output or to stop at a failure (--pdb, -s, -x or --maxfail=N), which need
-    one process: -x then stops at the first failure in the order the tests are written (README,
-    Break it to learn it). pytest alone runs them one by one. (Run before pytest-xdist reads its
-    options; pytest-xdist's own workers are left alone.)"""
+    them, unless the command line says otherwise (-n 0, -p no:xdist), or asks for a debugger
+    (--pdb, --trace), for the tests' own output (-s) or to stop at a failure (-x, --maxfail=N),
+    which need one process: -x then stops at the first failure in the order the tests are
+    written (README, Break it to learn it). pytest alone runs them one by one. (Run before
+    pytest-xdist reads its options; pytest-xdist's own workers are left alone.)"""
     if (config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None
-            and not config.option.usepdb and config.option.capture != "no"
+            and not config.option.usepdb and not config.option.trace
+            and config.option.capture != "no"
             and not config.option.maxfail  # (None or 0 unless -x or --maxfail, as pytest reads it)
             and "PYTEST_XDIST_WORKER" not in os.environ):
         config.option.numprocesses = "auto"
@@ -101,13 +102,16 @@ def pytest_collection_modifyitems(items):
 def slow_runs_start_at_once(request, tmp_path_factory):
     """The default run of 1,000 steps starts in the background as the first test starts, if any
     test of this run needs it, and runs on another core while the others run; the process that
-    started it waits for it at the end."""
-    thread = None
+    started it waits for it at the end, or stops it if the test run stops early (-x)."""
+    started = None
     if any("default_run" in item.fixturenames for item in request.session.items):
-        thread = helpers.start_once(shared_folder(tmp_path_factory) / "default-run",
-                                    ["--save", "model.json"])
+        started = helpers.start_once(shared_folder(tmp_path_factory) / "default-run",
+                                     ["--save", "model.json"])
     yield
-    if thread is not None:
+    if started is not None:
+        program, thread = started
+        if request.session.shouldstop or request.session.shouldfail:
+            program.kill()
         thread.join()
 
 

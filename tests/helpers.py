@@ -70,27 +70,31 @@ def start_once(folder, args, timeout=900):
     """Start `microgpt.py ARGS` in folder (a pathlib.Path, made here, with a copy of input.txt),
     in the background, unless a process of this test run has already started it there: the one
     that makes folder does, so that it runs once however pytest-xdist spreads the tests. Returns
-    the thread that waits for it and writes its outcome into folder (see outcome()), or None."""
+    the program's Popen and the thread that waits for it and writes its outcome into folder (see
+    outcome()), or None."""
     try:
         folder.mkdir()
     except FileExistsError:
         return None
     shutil.copyfile(INPUT, folder / "input.txt")
+    program = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=folder,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
 
-    def run_and_write_outcome():
+    def wait_and_write_outcome():
         status = "the run did not finish"
         try:
-            result = run_script(args, cwd=folder, timeout=timeout)
-            (folder / "stdout").write_bytes(result.stdout)
-            (folder / "stderr").write_bytes(result.stderr)
-            status = str(result.returncode)
+            stdout, stderr = program.communicate(timeout=timeout)
+            (folder / "stdout").write_bytes(stdout)
+            (folder / "stderr").write_bytes(stderr)
+            status = str(program.returncode)
         finally:  # the status last, and whole: whoever waits for it reads the rest after it
             (folder / "status.part").write_text(status)
             os.replace(folder / "status.part", folder / "status")
 
-    thread = threading.Thread(target=run_and_write_outcome, daemon=True)
+    thread = threading.Thread(target=wait_and_write_outcome, daemon=True)
     thread.start()
-    return thread
+    return program, thread
 
 
 def outcome(folder, timeout=900):

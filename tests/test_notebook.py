@@ -26,10 +26,10 @@ def this_python_kernel(tmp_path, monkeypatch):
     installed but cannot start (a compiled module it needs does not load on this interpreter)."""
     # Imported here, not at the top, so that only the pytest-xdist worker that runs this test
     # pays for importing them
-    pytest.importorskip("nbclient", reason="nbclient runs the notebook (pip install --group "
-                        "notebook)")
-    pytest.importorskip("ipykernel", reason="ipykernel is the notebook's kernel (pip install "
-                        "--group notebook)")
+    pytest.importorskip("nbclient", reason="nbclient runs the notebook: python -m pip install "
+                        "nbclient ipykernel")
+    pytest.importorskip("ipykernel", reason="ipykernel is the notebook's kernel: python -m pip "
+                        "install nbclient ipykernel")
     try:
         importlib.import_module("ipykernel.kernelapp")  # what the kernel imports as it starts
     except ImportError as e:

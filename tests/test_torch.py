@@ -44,8 +44,8 @@ def one_thread():
     times over."""
     global torch, F64
     torch = pytest.importorskip(
-        "torch", reason="torch is not installed, so microgpt is not compared with PyTorch; "
-        "README.md, How it is verified, says how to install its CPU build")
+        "torch", reason="torch is not installed, so microgpt is not compared with PyTorch: "
+        "python -m pip install torch --index-url https://download.pytorch.org/whl/cpu")
     F64 = torch.float64
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
