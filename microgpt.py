@@ -1,6 +1,6 @@
 """microgpt: the GPT of Andrej Karpathy's blog post "microgpt" (February 2026), in one file of
 pure Python. It trains on a list of names, then makes up new ones. It is the same algorithm as
-the post's program, and for the same input and seed it gives the same output, to the last bit.
+the post's program: for the same input and seed it computes the same numbers, to the last bit.
 
 Read it beside the post. The sections below follow the post's listings, in the same order and
 with the same names; where this file adds something, a comment says "Not in the post". After
@@ -8,20 +8,21 @@ them come an Efficiency section and the plumbing (the command line, saving, load
 
 Run it with: python microgpt.py. A run uses the code you read, except that dot(), softmax() and
 Value's +, * and backward() are swapped for faster versions (the Efficiency section) that give
-exactly the same numbers. Change the code of one of those (a comment does not count), and the
-run uses all of them as you wrote them, 8 to 14 times slower, and says so.
+exactly the same numbers. Edit the code of any of those (or of Value's __radd__; a comment does
+not count), and the run switches them all back to the code as written, and says so: it is then
+8 to 14 times slower (CPython 3.9 to 3.13). The flag --plain does the same without an edit.
 
-Besides what the post prints, a run writes three lines to standard error after sampling: the
-mean loss as training went, the loss on names it never trained on beside names it did (close
-numbers mean it learned what names are like, not the names by heart), and which made-up names
-are real ones from the input."""
+After sampling, three lines go to standard error: the mean loss as training went; the loss on
+names it never trained on, beside names it did (close numbers: it learned what names are like;
+a much lower second one: it learned its names by heart); the made-up names that are real ones."""
 import math    # log, exp, and isfinite (False for inf and for nan, "not a number")
 import os      # os.path.exists, to see whether input.txt is there yet (the plumbing uses more)
 import random  # the random numbers: seed, shuffle, gauss (first weights), choices (sampling)
 
 # How it runs: the post's program runs its listings from top to bottom. Here each listing below
-# is a function, so that importing this file runs nothing, and the functions pass on what the
-# post keeps in global names. In the post's order, the program is:
+# is a function, so that importing this file runs nothing. The functions take as arguments, and
+# return, what the post keeps in global variables; the settings (n_layer, num_steps, ...) stay
+# global, as in the post. In the post's order, the program is:
 #     random.seed(seed)
 #     docs = load_docs(input_path)
 #     uchars, BOS, vocab_size = tokenizer(docs)
@@ -84,7 +85,9 @@ class Value:
         self.data = data                 # the number itself, computed in the forward pass
         self.grad = 0                    # d loss / d this number, computed by backward()
         self._children = children        # the Values this one was computed from
-        self._local_grads = local_grads  # d this / d each child, known already in the forward pass
+        # How much this Value changes when each child changes a little (its derivative with
+        # respect to that child), known already in the forward pass
+        self._local_grads = local_grads
 
     def __add__(self, other):
         # A plain number is wrapped in a Value with no children: a constant
@@ -214,8 +217,8 @@ def gpt(token_id, pos_id, keys, values, state_dict):
     # a time, and the cache is how a position sees the ones before it.
     tok_emb = state_dict["wte"][token_id]  # what the token is
     pos_emb = state_dict["wpe"][pos_id]    # where it is
-    # Added, not put side by side: the width stays n_embd, and training learns to keep both in
-    # the same numbers
+    # Added number by number, not joined end to end: x stays n_embd long, and training learns
+    # to keep both in the same numbers
     x = [t + p for t, p in zip(tok_emb, pos_emb)]  # both at once: this token, at this place
     # The post marks this line "not redundant", though each block normalizes its input again:
     # a block normalizes only the copy of x that it works on, while this x itself is carried,
@@ -324,7 +327,8 @@ def train(docs, uchars, BOS, state_dict, params):
             # for the names' 27 tokens, 1/27, a loss of ln 27, about 3.3, where training begins.
             loss_t = -probs[target_id].log()
             losses.append(loss_t)
-        # The mean, so that long and short names weigh the same (written as the post writes it)
+        # The mean, so that long and short names weigh the same. (Written as the post writes it:
+        # sum(losses) / n would round differently in the last bit.)
         loss = (1 / n) * sum(losses)
 
         # Backward: the gradient of the loss with respect to every parameter
@@ -403,7 +407,8 @@ import zlib  # noqa: E402
 
 
 def fused_dot(a, b):
-    # dot(a, b) as one node instead of 2n. The same products, added in the same order from 0,
+    # dot(a, b) of n terms as one node, instead of n products and n sums. The same products,
+    # added in the same order from 0,
     # give the same value. Backward hands each factor the same share (the other factor times
     # this node's grad), because the '+' nodes it skips pass their grad on times 1, exactly; and
     # the shares reach each grad in the same order as in the plain graph (the tests check it).
@@ -430,7 +435,9 @@ def dot_without_graph(a, b):
 def fused_sum(terms):
     # sum(terms) as one node: the same additions, in order, from 0; each term's grad is this one's
     data = 0
-    for t in terms:  # a loop, not sum() of the floats: Python 3.12's sum() rounds more exactly
+    # A loop, not sum() of the floats: from Python 3.12, sum() of floats rounds more exactly,
+    # and so differently from the plain code's chain of + nodes
+    for t in terms:
         data += t.data
     return Value(data, terms, [1] * len(terms))
 
@@ -557,8 +564,8 @@ load_path = ""      # sample from this saved model instead of training (--load)
 inspect_text = ""   # after sampling, show what the model does with this text (--inspect)
 plain = False       # run the plain code as written, without the Efficiency section (--plain)
 # After training, the mean loss on the last held_out documents of the shuffled list, which the
-# run never trained on, beside the same on as many that it did train on (--held-out; 0: none;
-# see held_out_report)
+# run never trained on, and to compare, the mean loss on as many that it did train on
+# (--held-out; 0: none; see held_out_report)
 held_out = 200
 
 
@@ -748,8 +755,9 @@ def forward(doc, uchars, BOS, state_dict):
 # What the model does with text, tokenized as training tokenizes a document: at each position,
 # the probability of the real next token, its -log p and the likeliest tokens; their mean, which
 # is the loss training computes; and the attention weights of each layer and head. It draws no
-# random number and changes no weight. A softmax that records what it gives records them: for
-# each position, gpt() calls it for each layer and head in turn, then forward() once more.
+# random number and changes no weight. While it runs, softmax is replaced by one that also
+# keeps each result: for each position, gpt() calls it for each layer and head in turn, then
+# forward() once more.
 def inspect_model(text, uchars, BOS, state_dict):
     recorded, real_softmax = [], softmax
 
@@ -792,8 +800,9 @@ def inspect_model(text, uchars, BOS, state_dict):
     return loss.data  # (for the tests, which check it to the last bit)
 
 
-# After training: the mean loss on documents the run never trained on, beside the same on as
-# many that it did train on, the last ones it saw, on the same scale as the step lines. Close
+# After training: the mean loss on documents the run never trained on, and to compare, the mean
+# loss on as many that it did train on, the last ones it saw (both on the scale of the step
+# lines). Close
 # numbers mean that the model learned what names are like; a much lower second number, that it
 # learned its training names by heart. Training takes docs[0], docs[1], ... one a step, so the
 # last held_out documents of the shuffled list are never trained on, unless --num-steps reaches
@@ -824,7 +833,7 @@ advice = "try a smaller --learning-rate"
 def run(given):
     global advice
     docs, step_losses = [], []
-    if save_path:  # can the model be saved there? Learn it now, not after training
+    if save_path:  # can the model be saved there? Check now, not after training
         check_save_path()
     if load_path:
         settings, uchars, state_dict = load_model(load_path)  # and the random state

@@ -105,6 +105,22 @@ def test_the_default_runs_reports_are_what_the_readme_shows(default_run):
         "What the loss means"), (held, trained)
 
 
+@pytest.mark.slow
+def test_the_table_of_runs_default_row_is_the_default_run(default_run):
+    """README's table of what more steps and size buy: its default row's two losses are the
+    default run's held-out line, and its samples are the run's first ones."""
+    stdout, err, code, _ = default_run
+    assert code == 0, err
+    rows = table("Better names? What more steps and size buy", "run")
+    default = next(row for row in rows if row[0] == "default")
+    held, trained = re.search(r"\): (\d\.\d{4}); on the 200 it trained on last: (\d\.\d{4})",
+                              err).groups()
+    assert (default[2], default[3]) == (held, trained), (default, err)
+    samples = [name.strip() for name in default[-1].split(",")]
+    names = re.findall(r"^sample +\d+: (.*)$", stdout.decode("utf-8"), flags=re.M)
+    assert samples == names[:len(samples)], (samples, names)
+
+
 def examples(title):
     """The `$ python microgpt.py ...` commands of README's section `## title`, with what README
     shows they print: [(args, text)]."""
