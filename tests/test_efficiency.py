@@ -273,7 +273,7 @@ FAST = {"Values in a + 2": 2, "Values in dot([a, b], [b, a])": 3, "backward of a
 
 
 @pytest.mark.parametrize("collector", [True, False], ids=["collector on", "collector off"])
-def test_efficiency_puts_everything_back_even_after_an_error(collector):
+def test_efficiency_puts_everything_back_even_after_a_failure(collector):
     if not collector:
         gc.disable()  # (conftest puts the collector back on after the test)
     before, plain_behaviour = current_code(), runs_fast()

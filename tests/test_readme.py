@@ -133,7 +133,7 @@ def examples(title):
 
 
 @pytest.mark.slow
-def test_the_saved_models_samples_prompts_and_errors_are_what_the_readme_shows(default_run):
+def test_the_saved_models_samples_prompts_and_refusals_are_what_the_readme_shows(default_run):
     """README's examples with the default run's saved model (--load, --prompt, a flag that cannot
     go with --load) and of prompts it cannot take print what README shows: standard output, or
     the last line of stderr."""
@@ -172,7 +172,7 @@ def test_the_inspection_of_emma_is_the_default_models(default_run):
         assert number in out or number in quinn, f"README quotes {number}, which no run shows"
 
 
-def test_the_readmes_error_examples_are_what_the_program_says(tmp_path, capsys):
+def test_the_failure_lines_readme_shows_are_the_programs(tmp_path, capsys):
     """Each error of README's Errors section is the line the program writes for that case."""
     (tmp_path / "data.bin").write_bytes(b"ann\n\xff\xfebob\n")
     shutil.copyfile(INPUT, tmp_path / "input.txt")

@@ -237,7 +237,7 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("args, error", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
-def test_a_bad_flag_is_a_usage_error(args, error, tmp_path, monkeypatch, capsys):
+def test_a_bad_flag_gets_argparses_usage_line(args, error, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no input.txt here: a run that went on would try to download
     code, out, err = run_main(capsys, args)
     evidence = f"{args}: exit {code}, stdout {out!r}, stderr {err!r}"
@@ -247,7 +247,7 @@ def test_a_bad_flag_is_a_usage_error(args, error, tmp_path, monkeypatch, capsys)
     assert os.listdir(tmp_path) == [], evidence
 
 
-def test_a_bad_flag_is_a_usage_error_as_a_real_program(tmp_path):
+def test_a_bad_flag_gets_argparses_usage_line_as_a_real_program(tmp_path):
     result = run_script(["--n-embd", "10", "--n-head", "4"], cwd=tmp_path)
     err = result.stderr.decode()
     evidence = f"exit {result.returncode}, stdout {result.stdout!r}, stderr {err!r}"
@@ -528,7 +528,8 @@ BUGS = [
 ]
 
 
-@pytest.mark.parametrize("tokenizer, error", BUGS, ids=[error.__name__ for _, error in BUGS])
+@pytest.mark.parametrize("tokenizer, error", BUGS,
+                         ids=[error.__name__.replace("Error", "") for _, error in BUGS])
 def test_a_bug_keeps_its_traceback(tokenizer, error, tmp_path, monkeypatch, capsys):
     names = write(tmp_path / "names.txt", NAMES_TEXT)
     monkeypatch.setattr(microgpt, "tokenizer", tokenizer)
