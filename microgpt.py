@@ -802,11 +802,11 @@ def inspect_model(text, uchars, BOS, state_dict):
 
 # After training: the mean loss on documents the run never trained on, and to compare, the mean
 # loss on as many that it did train on, the last ones it saw (both on the scale of the step
-# lines). Close
-# numbers mean that the model learned what names are like; a much lower second number, that it
-# learned its training names by heart. Training takes docs[0], docs[1], ... one a step, so the
-# last held_out documents of the shuffled list are never trained on, unless --num-steps reaches
-# them, and they are the same for every --num-steps: runs can be compared on them.
+# lines). Close numbers mean that the model learned what names are like; a much lower second
+# number, that it learned its training names by heart. Training takes docs[0], docs[1], ...,
+# one a step, so the last held_out documents of the shuffled list are never trained on, unless
+# --num-steps reaches them, and they are the same for every --num-steps: runs can be compared
+# on them.
 def held_out_report(docs, uchars, BOS, state_dict):
     k = min(held_out, len(docs))  # the held-out documents are docs[-k:]
     if num_steps > len(docs) - k:  # training took docs[0], docs[1], ..., docs[num_steps - 1]
